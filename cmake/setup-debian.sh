@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs what qroar needs on Debian 12, non-interactively, skipping what is already there.
+# Usage: sh cmake/setup-debian.sh   (as root, or with sudo available)
+set -eu
+packages="cmake g++ make libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev doctest-dev libbenchmark-dev \
+libcli11-dev libfmt-dev libsentencepiece-dev"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "setup: installing$missing"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null

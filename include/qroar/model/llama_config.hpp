@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <string>
+
+#include "../error.hpp"
+#include "../rope/layout.hpp"
+#include "../rope/scaling.hpp"
+
+namespace qroar {
+inline namespace v0 {
+
+// Hyper-parameters of a LLaMA-family decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN, no biases).
+struct llama_config {
+  std::string architecture = "llama";
+  int dim = 0;          // hidden size
+  int hidden_dim = 0;   // FFN inner size
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int vocab_size = 0;
+  int head_dim = 0;     // 0 means dim / n_heads
+  int rotary_dim = 0;   // 0 means head_dim (partial rotary otherwise)
+  double rope_theta = 10000.0;
+  pair_layout layout = pair_layout::interleaved;  // row order of W_Q / W_K as stored
+  int original_ctx = 0;                           // context the model was trained at (L0)
+  int max_position_embeddings = 0;                // HF max_position_embeddings (0: original_ctx)
+  float norm_eps = 1e-5f;
+  bool tied_embeddings = true;
+  rope_scaling rope;  // scaling recorded in the file (HF rope_scaling, GGUF rope.scaling.*); none by default
+
+  int head_size() const noexcept { return head_dim > 0 ? head_dim : (n_heads > 0 ? dim / n_heads : 0); }
+  int q_dim() const noexcept { return n_heads * head_size(); }
+  int kv_dim() const noexcept { return n_kv_heads * head_size(); }
+  int n_rep() const noexcept { return n_kv_heads > 0 ? n_heads / n_kv_heads : 0; }
+  rope_dims rope_geometry() const { return rope_dims{head_size(), rotary_dim, rope_theta, layout}; }
+
+  void validate(const std::string& source) const {
+    auto bad = [&](const std::string& what) { throw invalid_argument(source + ": invalid model config: " + what); };
+    if (dim <= 0 || hidden_dim <= 0 || n_layers <= 0 || n_heads <= 0 || n_kv_heads <= 0 || vocab_size <= 0)
+      bad("dim, hidden_dim, n_layers, n_heads, n_kv_heads and vocab_size must be positive");
+    if (n_heads % n_kv_heads != 0) bad("n_heads must be a multiple of n_kv_heads");
+    if (head_dim == 0 && dim % n_heads != 0) bad("dim must be a multiple of n_heads");
+    if (head_size() % 2 != 0) bad("head_dim must be even");
+    if (rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_size()) bad("rotary_dim must be even and <= head_dim");
+    if (!(rope_theta > 1.0)) bad("rope_theta must be > 1");
+    if (!(norm_eps > 0.0f)) bad("norm_eps must be positive");
+    if (dim > (1 << 20) || hidden_dim > (1 << 22) || n_layers > 4096 || n_heads > 4096 || vocab_size > (1 << 24))
+      bad("sizes are implausibly large");
+  }
+};
+
+}  // namespace v0
+}  // namespace qroar
