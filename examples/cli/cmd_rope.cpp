@@ -31,21 +31,21 @@ int run_rope(const rope_command_options& o) {
   const auto bands = qroar::bands_from_spec(o.bands, original, band_ctx, o.rope.beta_fast, o.rope.beta_slow);
   const double two_pi = 6.283185307179586476925;
   if (o.json) {
-    nlohmann::json j;
-    j["type"] = qroar::to_string(sc.type);
+    nlohmann::ordered_json j;
     j["inv_freq"] = inv;
     j["attention_factor"] = a;
-    nlohmann::json jb = nlohmann::json::array();
+    j["type"] = qroar::to_string(sc.type);
+    nlohmann::ordered_json jb = nlohmann::ordered_json::array();
     for (const auto& b : bands.bands) {
-      jb.push_back({{"name", b.name},
-                    {"first_pair", b.first_pair},
+      jb.push_back({{"first_pair", b.first_pair},
                     {"last_pair", b.last_pair},
                     {"min_wavelength", b.min_wavelength},
                     {"max_wavelength", b.max_wavelength},
                     {"min_rotations", b.min_rotations},
                     {"max_rotations", b.max_rotations},
                     {"min_effective_wavelength", two_pi / inv[static_cast<std::size_t>(b.first_pair)]},
-                    {"max_effective_wavelength", two_pi / inv[static_cast<std::size_t>(b.last_pair)]}});
+                    {"max_effective_wavelength", two_pi / inv[static_cast<std::size_t>(b.last_pair)]},
+                    {"name", b.name}});
     }
     j["bands"] = jb;
     std::cout << j.dump() << "\n";

@@ -39,20 +39,20 @@ class io_error : public error {
 // unknown dtypes. `file`, `tensor` (may be empty) and `offset` locate the fault.
 class format_error : public error {
  public:
-  format_error(const std::string& file, const std::string& tensor, std::uint64_t offset, const std::string& what,
+  format_error(const std::string& file, const std::string& tensor_name, std::uint64_t offset, const std::string& what,
                int id = 300)
-      : error(id, "format_error", describe(file, tensor, offset, what)),
-        file_(file), tensor_(tensor), offset_(offset) {}
+      : error(id, "format_error", describe(file, tensor_name, offset, what)),
+        file_(file), tensor_(tensor_name), offset_(offset) {}
 
   const std::string& file() const noexcept { return file_; }
   const std::string& tensor() const noexcept { return tensor_; }
   std::uint64_t offset() const noexcept { return offset_; }
 
  private:
-  static std::string describe(const std::string& file, const std::string& tensor, std::uint64_t offset,
+  static std::string describe(const std::string& file, const std::string& tensor_name, std::uint64_t offset,
                               const std::string& what) {
     std::string s = file;
-    if (!tensor.empty()) s += ": tensor '" + tensor + "'";
+    if (!tensor_name.empty()) s += ": tensor '" + tensor_name + "'";
     s += ": at byte offset " + std::to_string(offset) + ": " + what;
     return s;
   }

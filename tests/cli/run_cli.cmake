@@ -1,0 +1,23 @@
+# Runs one qroar command line and checks its exit code and output.
+#   -DCOMMAND="qroar;rope;..."  -DEXPECT_EXIT=N  -DEXPECT_STDOUT=regex  -DEXPECT_STDERR=regex  -DREJECT_STDOUT=regex
+# Arguments arrive separated by '|' (a ';' would be split by the test driver).
+string(REPLACE "|" ";" COMMAND "${COMMAND}")
+execute_process(COMMAND ${COMMAND} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT DEFINED EXPECT_EXIT)
+  set(EXPECT_EXIT 0)
+endif()
+if(NOT rc STREQUAL "${EXPECT_EXIT}")
+  message(FATAL_ERROR "exit code ${rc}, expected ${EXPECT_EXIT}\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+if(DEFINED EXPECT_STDOUT AND NOT out MATCHES "${EXPECT_STDOUT}")
+  message(FATAL_ERROR "stdout does not match '${EXPECT_STDOUT}':\n${out}")
+endif()
+if(DEFINED EXPECT_STDERR AND NOT err MATCHES "${EXPECT_STDERR}")
+  message(FATAL_ERROR "stderr does not match '${EXPECT_STDERR}':\n${err}")
+endif()
+if(DEFINED REJECT_STDOUT AND out MATCHES "${REJECT_STDOUT}")
+  message(FATAL_ERROR "stdout matches '${REJECT_STDOUT}':\n${out}")
+endif()
+if(err MATCHES "terminate called|Segmentation|Aborted|stack trace")
+  message(FATAL_ERROR "the command crashed:\n${err}")
+endif()
