@@ -62,10 +62,10 @@ class mapped_file {
   const std::string& path() const noexcept { return path_; }
 
   // Bounds-checked access to [offset, offset + length): throws format_error naming the file, tensor and offset.
-  const std::uint8_t* range(std::uint64_t offset, std::uint64_t length, const std::string& tensor = {},
+  const std::uint8_t* range(std::uint64_t offset, std::uint64_t length, const std::string& tensor_name = {},
                             const char* what = "data") const {
     if (offset > size_ || length > size_ - offset)
-      throw format_error(path_, tensor, offset,
+      throw format_error(path_, tensor_name, offset,
                          std::string(what) + " of " + std::to_string(length) + " bytes runs past the end of the file (" +
                              std::to_string(size_) + " bytes)");
     return data_ + offset;

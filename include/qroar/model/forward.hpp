@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "../detail/parallel.hpp"
+#include "../rope/apply.hpp"
+#include "../tensor.hpp"
+#include "llama_weights.hpp"
+
+namespace qroar {
+inline namespace v0 {
+
+// Optional interception points of the forward pass, used by simulated KV-cache / activation quantization and
+// by the diagnostics. Each receives a block of token rows of one layer and may modify it in place.
+// Shapes: q (tokens, n_heads*head_dim), k and v (tokens, n_kv_heads*head_dim); `first_position` is the
+// absolute position of row 0.
+struct forward_hooks {
+  using block_hook = std::function<void(int layer, int first_position, tensor& rows)>;
+  block_hook q_pre_rope, k_pre_rope, q_post_rope, k_post_rope, v;
+  // Called with the attention output of each layer before W_O: (tokens, n_heads*head_dim).
+  block_hook attention_output;
+  // Called with the layer input (residual stream) before the layer: (tokens, dim).
+  block_hook layer_input;
+
+  bool any() const noexcept {
+    return q_pre_rope || k_pre_rope || q_post_rope || k_post_rope || v || attention_output || layer_input;
+  }
+};
+
+// Keys (after RoPE) and values of every layer for positions [0, length). k, v: (capacity, n_kv_heads*head_dim).
+struct kv_cache {
+  std::vector<tensor> k, v;
+  int length = 0;
+
+  kv_cache() = default;
+  kv_cache(const llama_config& c, int capacity) {
+    k.assign(static_cast<std::size_t>(c.n_layers), tensor::Zero(capacity, c.kv_dim()));
+    v.assign(static_cast<std::size_t>(c.n_layers), tensor::Zero(capacity, c.kv_dim()));
+  }
+  int capacity() const noexcept { return k.empty() ? 0 : static_cast<int>(k.front().rows()); }
+};
+
+namespace detail {
+
+// Rows per task of the row-split GEMMs and query rows per attention task: fixed, so the floating-point
+// work of every output element is the same whatever the thread count.
+inline constexpr Eigen::Index gemm_row_chunk = 64;
+inline constexpr Eigen::Index gemm_col_chunk = 256;
+inline constexpr Eigen::Index attention_query_block = 64;
+
+// out = x * w^T, x: (n, in), w: (out_features, in) -> out: (n, out_features).
+inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int threads) {
+  out.resize(x.rows(), w.rows());
+  const Eigen::Index n = x.rows();
+  if (n >= gemm_row_chunk) {
+    const int tasks = static_cast<int>((n + gemm_row_chunk - 1) / gemm_row_chunk);
+    parallel_for(tasks, threads, [&](int t) {
+      const Eigen::Index r0 = t * gemm_row_chunk, m = std::min(gemm_row_chunk, n - r0);
+      out.middleRows(r0, m).noalias() = x.middleRows(r0, m) * w.transpose();
+    });
+  } else {  // few tokens (decoding): split the output features instead
+    const Eigen::Index f = w.rows();
+    const int tasks = static_cast<int>((f + gemm_col_chunk - 1) / gemm_col_chunk);
+    parallel_for(tasks, threads, [&](int t) {
+      const Eigen::Index c0 = t * gemm_col_chunk, m = std::min(gemm_col_chunk, f - c0);
+      out.middleCols(c0, m).noalias() = x * w.middleRows(c0, m).transpose();
+    });
+  }
+}
+
+// RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * g, per row; sum of squares in double.
+inline void rmsnorm_rows(const tensor& x, const vector& g, float eps, tensor& out) {
+  out.resize(x.rows(), x.cols());
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    double ss = 0.0;
+    for (Eigen::Index i = 0; i < x.cols(); ++i) ss += static_cast<double>(x(t, i)) * x(t, i);
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(x.cols()) + eps));
+    out.row(t) = (x.row(t).array() * inv * g.transpose().array()).matrix();
+  }
+}
+
+}  // namespace detail
+
+// Runs the decoder over `tokens` placed at positions [cache.length, cache.length + n), appending their keys and
+// values to `cache`, and returns the final hidden states after the output norm: (n, dim).
+// `table` must hold rows for every position up to cache.length + n - 1 (row index = absolute position).
+inline tensor forward_hidden(const llama_model& model, const std::vector<int>& tokens, kv_cache& cache,
+                             const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
+  const llama_config& c = model.config;
+  const auto n = static_cast<Eigen::Index>(tokens.size());
+  const int start = cache.length;
+  const int hd = c.head_size();
+  QROAR_ASSERT(start + n <= cache.capacity(), "kv cache too small");
+  QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
+  for (int id : tokens)
+    if (id < 0 || id >= c.vocab_size) throw invalid_argument("token id " + std::to_string(id) + " out of range [0, " +
+                                                              std::to_string(c.vocab_size) + ")");
+  tensor x(n, c.dim);
+  for (Eigen::Index t = 0; t < n; ++t) x.row(t) = model.token_embedding.row(tokens[static_cast<std::size_t>(t)]);
+
+  // positions of the block, for the table rows
+  std::vector<int> rows(static_cast<std::size_t>(n));
+  tensor xb, q, k, v, att(n, c.q_dim()), proj, h1, h3;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  auto rotate = [&](tensor& m, int heads) {
+    for (Eigen::Index t = 0; t < n; ++t)
+      for (int h = 0; h < heads; ++h) rotate_head(m.data() + t * m.cols() + h * hd, table, start + t);
+  };
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const llama_layer& L = model.layers[static_cast<std::size_t>(l)];
+    if (hooks && hooks->layer_input) {
+      tensor copy = x;
+      hooks->layer_input(l, start, copy);
+    }
+    detail::rmsnorm_rows(x, L.attn_norm, c.norm_eps, xb);
+    detail::matmul_transposed(xb, L.wq, q, threads);
+    detail::matmul_transposed(xb, L.wk, k, threads);
+    detail::matmul_transposed(xb, L.wv, v, threads);
+    if (hooks && hooks->q_pre_rope) hooks->q_pre_rope(l, start, q);
+    if (hooks && hooks->k_pre_rope) hooks->k_pre_rope(l, start, k);
+    rotate(q, c.n_heads);
+    rotate(k, c.n_kv_heads);
+    if (hooks && hooks->q_post_rope) hooks->q_post_rope(l, start, q);
+    if (hooks && hooks->k_post_rope) hooks->k_post_rope(l, start, k);
+    if (hooks && hooks->v) hooks->v(l, start, v);
+    tensor& K = cache.k[static_cast<std::size_t>(l)];
+    tensor& V = cache.v[static_cast<std::size_t>(l)];
+    K.middleRows(start, n) = k;
+    V.middleRows(start, n) = v;
+
+    // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
+    const Eigen::Index qblocks = (n + detail::attention_query_block - 1) / detail::attention_query_block;
+    detail::parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
+      const int h = task / static_cast<int>(qblocks);
+      const Eigen::Index r0 = (task % qblocks) * detail::attention_query_block;
+      const Eigen::Index m = std::min(detail::attention_query_block, n - r0);
+      const int kvh = h / c.n_rep();
+      const Eigen::Index keys = start + r0 + m;  // keys visible to the last row of the block
+      tensor s(m, keys);
+      s.noalias() = q.block(r0, h * hd, m, hd) * K.block(0, kvh * hd, keys, hd).transpose();
+      for (Eigen::Index i = 0; i < m; ++i) {
+        const Eigen::Index visible = start + r0 + i + 1;
+        float* row = s.data() + i * keys;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (Eigen::Index j = 0; j < visible; ++j) {
+          row[j] *= scale;
+          mx = std::max(mx, row[j]);
+        }
+        double sum = 0.0;
+        for (Eigen::Index j = 0; j < visible; ++j) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (Eigen::Index j = 0; j < visible; ++j) row[j] *= inv;
+        for (Eigen::Index j = visible; j < keys; ++j) row[j] = 0.0f;
+      }
+      att.block(r0, h * hd, m, hd).noalias() = s * V.block(0, kvh * hd, keys, hd);
+    });
+    if (hooks && hooks->attention_output) {
+      tensor copy = att;
+      hooks->attention_output(l, start, copy);
+    }
+    detail::matmul_transposed(att, L.wo, proj, threads);
+    x += proj;
+
+    // SwiGLU FFN (Shazeer 2020): w2 (silu(w1 x) * w3 x)
+    detail::rmsnorm_rows(x, L.ffn_norm, c.norm_eps, xb);
+    detail::matmul_transposed(xb, L.w1, h1, threads);
+    detail::matmul_transposed(xb, L.w3, h3, threads);
+    h1.array() = h1.array() / (1.0f + (-h1.array()).exp()) * h3.array();
+    detail::matmul_transposed(h1, L.w2, proj, threads);
+    x += proj;
+  }
+  cache.length = start + static_cast<int>(n);
+  tensor out;
+  detail::rmsnorm_rows(x, model.final_norm, c.norm_eps, out);
+  return out;
+}
+
+// Logits of a window of tokens at positions [0, n): (n, vocab). For long windows with a large vocabulary prefer
+// window_nll, which never holds all logits at once.
+inline tensor forward_logits(const llama_model& model, const std::vector<int>& tokens, const rope_table& table,
+                             int threads = 0, const forward_hooks* hooks = nullptr) {
+  kv_cache cache(model.config, static_cast<int>(tokens.size()));
+  const tensor hidden = forward_hidden(model, tokens, cache, table, threads, hooks);
+  tensor logits;
+  detail::matmul_transposed(hidden, model.classifier(), logits, threads);
+  return logits;
+}
+
+// Negative log-likelihood (nats) of tokens[t] given tokens[0..t-1], for t = 1 .. n-1, of one window at positions
+// [0, n). Returns n-1 values. Logits are formed in chunks of rows; log-sum-exp in double.
+inline std::vector<double> window_nll(const llama_model& model, const std::vector<int>& tokens, const rope_table& table,
+                                      int threads = 0, const forward_hooks* hooks = nullptr) {
+  const auto n = static_cast<Eigen::Index>(tokens.size());
+  if (n < 2) return {};
+  kv_cache cache(model.config, static_cast<int>(n));
+  const tensor hidden = forward_hidden(model, tokens, cache, table, threads, hooks);
+  std::vector<double> nll(static_cast<std::size_t>(n - 1));
+  const tensor& cls = model.classifier();
+  const Eigen::Index chunk = detail::gemm_row_chunk;
+  const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
+  detail::parallel_for(tasks, threads, [&](int task) {
+    const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
+    const tensor logits = hidden.middleRows(r0, m) * cls.transpose();
+    for (Eigen::Index i = 0; i < m; ++i) {
+      const float mx = logits.row(i).maxCoeff();
+      double sum = 0.0;
+      for (Eigen::Index j = 0; j < logits.cols(); ++j) sum += std::exp(static_cast<double>(logits(i, j) - mx));
+      const int target = tokens[static_cast<std::size_t>(r0 + i + 1)];
+      nll[static_cast<std::size_t>(r0 + i)] = std::log(sum) + mx - static_cast<double>(logits(i, target));
+    }
+  });
+  return nll;
+}
+
+}  // namespace v0
+}  // namespace qroar

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../error.hpp"
+#include "forward.hpp"
+
+namespace qroar {
+inline namespace v0 {
+
+// How a token stream is cut into evaluation windows.
+//  - Windows have `ctx` tokens and start every `stride` tokens (stride = ctx: non-overlapping).
+//  - Only full windows are evaluated; a stream shorter than ctx is an error.
+//  - The first window scores its tokens 1 .. ctx-1; a later window scores only the tokens no earlier window
+//    scored (its last `stride` tokens), each predicted from the full window prefix before it.
+//  - Each window runs at positions 0 .. ctx-1. The stream is used as given: BOS handling is the caller's
+//    (the CLI's --text path starts each window with BOS; --tokens uses the ids exactly).
+struct perplexity_options {
+  int ctx = 0;
+  int stride = 0;       // 0 means ctx
+  int max_windows = 0;  // 0 means all
+  int bucket = 0;       // width of the per-position buckets; 0 means max(1, ctx / 16)
+  int threads = 0;
+  rope_scaling scaling;                              // applied with seq_len = ctx
+  const forward_hooks* hooks = nullptr;
+  std::function<void(int done, int total)> progress;  // called after each window
+};
+
+struct position_bucket {
+  int start = 0, end = 0;  // positions [start, end) inside the window
+  double mean_nll = 0.0;
+  long long count = 0;
+};
+
+struct perplexity_result {
+  double mean_nll = 0.0;
+  double ppl = 0.0;
+  long long tokens_scored = 0;
+  int windows = 0;
+  std::vector<position_bucket> per_position;
+  std::vector<double> window_mean_nll;  // one per window
+};
+
+// Window start offsets for a stream of n tokens.
+inline std::vector<long long> window_starts(long long n, const perplexity_options& o) {
+  const int stride = o.stride > 0 ? o.stride : o.ctx;
+  if (o.ctx < 2) throw invalid_argument("context length must be at least 2, got " + std::to_string(o.ctx));
+  if (stride > o.ctx) throw invalid_argument("stride must not exceed the context length");
+  if (n < o.ctx)
+    throw invalid_argument("the token stream has " + std::to_string(n) + " tokens, fewer than one window of " +
+                           std::to_string(o.ctx));
+  std::vector<long long> starts;
+  for (long long s = 0; s + o.ctx <= n; s += stride) {
+    starts.push_back(s);
+    if (o.max_windows > 0 && static_cast<int>(starts.size()) >= o.max_windows) break;
+  }
+  return starts;
+}
+
+inline perplexity_result evaluate_perplexity(const llama_model& model, const std::vector<int>& stream,
+                                             const perplexity_options& o) {
+  const auto starts = window_starts(static_cast<long long>(stream.size()), o);
+  const int stride = o.stride > 0 ? o.stride : o.ctx;
+  const int bucket = o.bucket > 0 ? o.bucket : std::max(1, o.ctx / 16);
+  const rope_table table = rope_table::for_positions(model.config.rope_geometry(), o.scaling, o.ctx);
+  perplexity_result r;
+  std::vector<double> bucket_sum(static_cast<std::size_t>((o.ctx + bucket - 1) / bucket), 0.0);
+  std::vector<long long> bucket_count(bucket_sum.size(), 0);
+  double total = 0.0;
+  for (std::size_t w = 0; w < starts.size(); ++w) {
+    const std::vector<int> window(stream.begin() + starts[w], stream.begin() + starts[w] + o.ctx);
+    const auto nll = window_nll(model, window, table, o.threads, o.hooks);
+    const int first_scored = w == 0 ? 1 : o.ctx - stride;  // position of the first new token
+    double wsum = 0.0;
+    long long wcount = 0;
+    for (int p = std::max(first_scored, 1); p < o.ctx; ++p) {
+      const double v = nll[static_cast<std::size_t>(p - 1)];
+      if (!std::isfinite(v)) throw numeric_error("non-finite NLL at window " + std::to_string(w) + ", position " +
+                                                 std::to_string(p));
+      wsum += v;
+      ++wcount;
+      bucket_sum[static_cast<std::size_t>(p / bucket)] += v;
+      ++bucket_count[static_cast<std::size_t>(p / bucket)];
+    }
+    total += wsum;
+    r.tokens_scored += wcount;
+    r.window_mean_nll.push_back(wcount > 0 ? wsum / static_cast<double>(wcount) : 0.0);
+    ++r.windows;
+    if (o.progress) o.progress(static_cast<int>(w + 1), static_cast<int>(starts.size()));
+  }
+  r.mean_nll = r.tokens_scored > 0 ? total / static_cast<double>(r.tokens_scored) : 0.0;
+  r.ppl = std::exp(r.mean_nll);
+  for (std::size_t b = 0; b < bucket_sum.size(); ++b) {
+    if (bucket_count[b] == 0) continue;
+    position_bucket pb;
+    pb.start = static_cast<int>(b) * bucket;
+    pb.end = std::min(o.ctx, pb.start + bucket);
+    pb.count = bucket_count[b];
+    pb.mean_nll = bucket_sum[b] / static_cast<double>(bucket_count[b]);
+    r.per_position.push_back(pb);
+  }
+  return r;
+}
+
+}  // namespace v0
+}  // namespace qroar
