@@ -93,6 +93,7 @@ TEST_CASE("llama2c_tokenizer: decode(encode(x)) round trip") {
   const std::string& text = qroar_test::roundtrip_text();
   CHECK(tok.decode_all(tok.encode(text, true)) == text);
   CHECK(tok.decode_all(tok.encode(text, false)) == " " + text);  // the dummy prefix stays without BOS
+  CHECK(tok.decode_all(tok.encode("  two  spaces  ", true)) == "  two  spaces  ");
   for (const auto& [name, sample] : qroar_test::sample_texts()) {
     CAPTURE(name);
     const auto ids = tok.encode(sample, true);
@@ -152,3 +153,23 @@ TEST_CASE("llama2c_tokenizer: lengths are validated against the file") {
     CHECK_THROWS_AS(qroar::llama2c_tokenizer(tiny.path.string(), 512), qroar::format_error);
   }
 }
+
+#if defined(QROAR_HAS_SENTENCEPIECE)
+#include <qroar/io/sentencepiece_tokenizer.hpp>
+
+TEST_CASE("llama2c_tokenizer: Llama 2 tokenizer.bin agrees with libsentencepiece on tokenizer.model") {
+  const auto bin = qroar_test::shared_file("data/models/llama2-tokenizer/tokenizer.bin");
+  const auto model = qroar_test::shared_file("data/models/llama2-tokenizer/tokenizer.model");
+  if (bin.empty() || model.empty()) return;
+  const qroar::llama2c_tokenizer tok(bin.string(), 32000);
+  const qroar::sentencepiece_tokenizer sp(model.string());
+  CHECK(tok.max_token_length() == 27);
+  CHECK(tok.encode(qroar_test::roundtrip_text(), true) == sp.encode(qroar_test::roundtrip_text(), true));
+  for (const auto& [name, sample] : qroar_test::sample_texts()) {
+    CAPTURE(name);
+    const auto ids = tok.encode(sample, true);
+    CHECK(ids == sp.encode(sample, true));
+    CHECK(tok.decode_all(ids) == sample);
+  }
+}
+#endif

@@ -1,3 +1,4 @@
+#include <qroar/io/llama2c_tokenizer.hpp>
 #include <qroar/io/mapped_file.hpp>
 #include <qroar/io/spm_tokenizer.hpp>
 #if defined(QROAR_HAS_SENTENCEPIECE)
@@ -173,6 +174,25 @@ TEST_CASE("spm_tokenizer: gutenberg-3m vocabulary against ids from python3-sente
   CHECK(spm.encode("", false).empty());
   CHECK(spm.encode("   ", true) == std::vector<int>{1});
   CHECK(llama_cpp.encode("", true) == std::vector<int>{1});
+}
+
+TEST_CASE("spm_tokenizer: agrees with llama2c_tokenizer (tok512.bin) over the stories260K GGUF vocabulary") {
+  auto vocab = shared_vocabulary("data/models/stories260K/stories260K.gguf");
+  const auto bin = qroar_test::shared_file("data/models/stories260K/tok512.bin");
+  if (vocab.pieces.empty() || bin.empty()) return;
+  const qroar::llama2c_tokenizer l2c(bin.string(), 512);
+  for (int i = 0; i < 512; ++i) {  // MANIFEST: identical pieces (U+2581 written as ' ' in the .bin) and scores
+    std::string piece = vocab.pieces[static_cast<std::size_t>(i)];
+    for (std::size_t k; (k = piece.find("\xE2\x96\x81")) != std::string::npos;) piece.replace(k, 3, " ");
+    if (i >= 3) CHECK(l2c.piece(i) == piece);
+    CHECK(l2c.score(i) == vocab.scores[static_cast<std::size_t>(i)]);
+  }
+  const qroar::spm_tokenizer spm(std::move(vocab));
+  CHECK(spm.encode(qroar_test::roundtrip_text(), true) == l2c.encode(qroar_test::roundtrip_text(), true));
+  for (const auto& [name, sample] : qroar_test::sample_texts()) {
+    CAPTURE(name);
+    CHECK(spm.encode(sample, true) == l2c.encode(sample, true));
+  }
 }
 
 TEST_CASE("spm_tokenizer: decode(encode(x)) round trip") {
