@@ -25,9 +25,17 @@ struct forward_hooks {
   block_hook attention_output;
   // Called with the layer input (residual stream) before the layer: (tokens, dim).
   block_hook layer_input;
+  // Called with the inputs of the linear layers: the normed attention input (x of wq/wk/wv), the normed FFN input
+  // (x of w1/w3), both (tokens, dim), and the FFN hidden state silu(w1 x) * w3 x (x of w2): (tokens, hidden_dim).
+  // attention_output above is the input of wo.
+  block_hook attention_input, ffn_input, ffn_hidden;
+  // Stop after this layer (-1: run all layers); forward_hidden then returns the residual stream after it,
+  // without the final norm. Lets layer-wise algorithms (GPTQ, layer-local search objectives) skip the rest.
+  int last_layer = -1;
 
   bool any() const noexcept {
-    return q_pre_rope || k_pre_rope || q_post_rope || k_post_rope || v || attention_output || layer_input;
+    return q_pre_rope || k_pre_rope || q_post_rope || k_post_rope || v || attention_output || layer_input ||
+           attention_input || ffn_input || ffn_hidden;
   }
 };
 
@@ -118,6 +126,7 @@ inline tensor forward_hidden(const llama_model& model, const std::vector<int>& t
       hooks->layer_input(l, start, copy);
     }
     detail::rmsnorm_rows(x, L.attn_norm, c.norm_eps, xb);
+    if (hooks && hooks->attention_input) hooks->attention_input(l, start, xb);
     detail::matmul_transposed(xb, L.wq, q, threads);
     detail::matmul_transposed(xb, L.wk, k, threads);
     detail::matmul_transposed(xb, L.wv, v, threads);
@@ -171,11 +180,17 @@ inline tensor forward_hidden(const llama_model& model, const std::vector<int>& t
 
     // SwiGLU FFN (Shazeer 2020): w2 (silu(w1 x) * w3 x)
     detail::rmsnorm_rows(x, L.ffn_norm, c.norm_eps, xb);
+    if (hooks && hooks->ffn_input) hooks->ffn_input(l, start, xb);
     detail::matmul_transposed(xb, L.w1, h1, threads);
     detail::matmul_transposed(xb, L.w3, h3, threads);
     h1.array() = h1.array() / (1.0f + (-h1.array()).exp()) * h3.array();
+    if (hooks && hooks->ffn_hidden) hooks->ffn_hidden(l, start, h1);
     detail::matmul_transposed(h1, L.w2, proj, threads);
     x += proj;
+    if (hooks && hooks->last_layer == l) {
+      cache.length = start + static_cast<int>(n);
+      return x;
+    }
   }
   cache.length = start + static_cast<int>(n);
   tensor out;
