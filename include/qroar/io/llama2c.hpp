@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../detail/model_io.hpp"
+#include "../config.hpp"
 #include "../error.hpp"
 #include "../model/llama_weights.hpp"
 #include "../model/qk_layout.hpp"

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "../config.hpp"
 #include "../error.hpp"
 #include "../rope/layout.hpp"
 #include "../tensor.hpp"
