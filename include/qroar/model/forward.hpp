@@ -93,25 +93,20 @@ inline void rmsnorm_rows(const tensor& x, const vector& g, float eps, tensor& ou
 
 }  // namespace detail
 
-// Runs the decoder over `tokens` placed at positions [cache.length, cache.length + n), appending their keys and
-// values to `cache`, and returns the final hidden states after the output norm: (n, dim).
-// `table` must hold rows for every position up to cache.length + n - 1 (row index = absolute position).
-inline tensor forward_hidden(const llama_model& model, const std::vector<int>& tokens, kv_cache& cache,
-                             const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
+// Runs decoder layers [first_layer, n_layers) (or up to hooks->last_layer) on the residual stream `x`
+// (n, dim) of tokens at positions [cache.length, cache.length + n), in place, appending their keys and values to
+// the cache of those layers. `table` must hold rows for every position up to cache.length + n - 1. Callers that
+// cache the input of a layer (layer-wise search objectives) start here instead of at the embeddings.
+inline void forward_layers(const llama_model& model, tensor& x, int first_layer, kv_cache& cache,
+                           const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
   const llama_config& c = model.config;
-  const auto n = static_cast<Eigen::Index>(tokens.size());
+  const auto n = x.rows();
   const int start = cache.length;
   const int hd = c.head_size();
+  QROAR_ASSERT(x.cols() == c.dim, "x must be (tokens, dim)");
   QROAR_ASSERT(start + n <= cache.capacity(), "kv cache too small");
   QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
-  for (int id : tokens)
-    if (id < 0 || id >= c.vocab_size) throw invalid_argument("token id " + std::to_string(id) + " out of range [0, " +
-                                                              std::to_string(c.vocab_size) + ")");
-  tensor x(n, c.dim);
-  for (Eigen::Index t = 0; t < n; ++t) x.row(t) = model.token_embedding.row(tokens[static_cast<std::size_t>(t)]);
-
-  // positions of the block, for the table rows
-  std::vector<int> rows(static_cast<std::size_t>(n));
+  QROAR_ASSERT(first_layer >= 0 && first_layer <= c.n_layers, "first_layer out of range");
   tensor xb, q, k, v, att(n, c.q_dim()), proj, h1, h3;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   auto rotate = [&](tensor& m, int heads) {
@@ -119,7 +114,7 @@ inline tensor forward_hidden(const llama_model& model, const std::vector<int>& t
       for (int h = 0; h < heads; ++h) rotate_head(m.data() + t * m.cols() + h * hd, table, start + t);
   };
 
-  for (int l = 0; l < c.n_layers; ++l) {
+  for (int l = first_layer; l < c.n_layers; ++l) {
     const llama_layer& L = model.layers[static_cast<std::size_t>(l)];
     if (hooks && hooks->layer_input) {
       tensor copy = x;
@@ -187,14 +182,35 @@ inline tensor forward_hidden(const llama_model& model, const std::vector<int>& t
     if (hooks && hooks->ffn_hidden) hooks->ffn_hidden(l, start, h1);
     detail::matmul_transposed(h1, L.w2, proj, threads);
     x += proj;
-    if (hooks && hooks->last_layer == l) {
-      cache.length = start + static_cast<int>(n);
-      return x;
-    }
+    if (hooks && hooks->last_layer == l) break;
   }
   cache.length = start + static_cast<int>(n);
+}
+
+// Token embeddings of `tokens`: (n, dim). Throws invalid_argument for an id outside the vocabulary.
+inline tensor embed_tokens(const llama_model& model, const std::vector<int>& tokens) {
+  const int vocab = model.config.vocab_size;
+  tensor x(static_cast<Eigen::Index>(tokens.size()), model.config.dim);
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const int id = tokens[t];
+    if (id < 0 || id >= vocab)
+      throw invalid_argument("token id " + std::to_string(id) + " out of range [0, " + std::to_string(vocab) + ")");
+    x.row(static_cast<Eigen::Index>(t)) = model.token_embedding.row(id);
+  }
+  return x;
+}
+
+// Runs the decoder over `tokens` placed at positions [cache.length, cache.length + n), appending their keys and
+// values to `cache`, and returns the final hidden states after the output norm: (n, dim); with
+// hooks->last_layer set, the residual stream after that layer instead (no final norm).
+// `table` must hold rows for every position up to cache.length + n - 1 (row index = absolute position).
+inline tensor forward_hidden(const llama_model& model, const std::vector<int>& tokens, kv_cache& cache,
+                             const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
+  tensor x = embed_tokens(model, tokens);
+  forward_layers(model, x, 0, cache, table, threads, hooks);
+  if (hooks && hooks->last_layer >= 0) return x;
   tensor out;
-  detail::rmsnorm_rows(x, model.final_norm, c.norm_eps, out);
+  detail::rmsnorm_rows(x, model.final_norm, model.config.norm_eps, out);
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../config.hpp"
 #include "../error.hpp"
 
 namespace qroar {
