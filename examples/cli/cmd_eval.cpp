@@ -1,0 +1,52 @@
+// qroar eval: perplexity of a model over a text or token stream, with any RoPE scaling.
+#include "cli_model.hpp"
+
+#include <chrono>
+#include <iostream>
+
+namespace {
+
+int run_eval(const qroar_cli::model_options& o) {
+  const auto model = o.load_model();
+  const auto stream = o.token_stream(model);
+  auto popt = o.perplexity(model);
+  qroar_cli::progress_bar bar("eval", o.quiet || o.json);
+  popt.progress = [&](int done, int total) { bar.update(done, total); };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = qroar::evaluate_perplexity(model, stream, popt);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  bar.finish();
+  const double tps = secs > 0 ? static_cast<double>(r.windows) * o.ctx / secs : 0.0;
+  if (o.json) {
+    auto j = qroar_cli::perplexity_json(r);
+    j["ctx"] = o.ctx;
+    j["rope"] = qroar::to_string(popt.scaling.type);
+    j["factor"] = popt.scaling.factor;
+    j["original_ctx"] = model.config.original_ctx;
+    j["seconds"] = secs;
+    j["tokens_per_second"] = tps;
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  fmt::print("model {} ({}), trained context {}, RoPE {} x{}\n", o.model_path, model.source_format,
+             model.config.original_ctx, qroar::to_string(popt.scaling.type), popt.scaling.factor);
+  fmt::print("ctx {}: {} windows, {} tokens scored\n", o.ctx, r.windows, r.tokens_scored);
+  fmt::print("mean NLL {:.6f}  perplexity {:.4f}\n", r.mean_nll, r.ppl);
+  fmt::print("{:.0f} tokens/s ({:.2f} s)\n\n{:>8} {:>8} {:>10}\n", tps, secs, "from", "to", "mean NLL");
+  for (const auto& b : r.per_position) fmt::print("{:>8} {:>8} {:>10.4f}\n", b.start, b.end, b.mean_nll);
+  return 0;
+}
+
+const qroar_cli::registrar reg{{"eval", [](CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<qroar_cli::model_options>();
+  app.description("Perplexity of a model over a text or token stream, with any RoPE scaling");
+  app.footer(
+      "Examples:\n"
+      "  qroar eval --model stories260K.bin --tokens windows.txt --ctx 512 --json\n"
+      "  qroar eval --model gutenberg-3m/model-f32.gguf --text book.txt --ctx 1024 --rope yarn --factor 4\n"
+      "  qroar eval --model hf-folder --text report.txt --ctx 4096 --rope-config scaled-config.json");
+  o->add_to(app);
+  run = [o] { return run_eval(*o); };
+}}};
+
+}  // namespace
