@@ -61,7 +61,7 @@ inline void put_f32(std::vector<std::uint8_t>& bytes, std::size_t offset, float 
 template <class A, class B>
 bool same_bits(const A& a, const B& b) {
   return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(float)) == 0;
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(float)) == 0);
 }
 
 // Bit-exact equality of all weights (not the source fields). Q/K rows are compared as stored.

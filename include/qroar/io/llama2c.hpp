@@ -173,7 +173,7 @@ inline void expect_size(const vector& v, Eigen::Index n, const std::string& name
 }
 
 inline bool same_bits(const float* a, const float* b, Eigen::Index n) noexcept {
-  return std::memcmp(a, b, static_cast<std::size_t>(n) * sizeof(float)) == 0;
+  return n == 0 || std::memcmp(a, b, static_cast<std::size_t>(n) * sizeof(float)) == 0;
 }
 
 }  // namespace llama2c_io

@@ -173,6 +173,7 @@ class safetensors_file {
   void convert(const safetensors_tensor& t, float* out) const {
     const std::uint8_t* p = file_.range(data_offset_ + t.begin, t.end - t.begin, t.name);
     const std::uint64_t n = t.elements();
+    if (n == 0) return;
     if (t.dtype == "F32") {
       std::memcpy(out, p, static_cast<std::size_t>(n) * 4);
     } else if (t.dtype == "F16" || t.dtype == "BF16") {
