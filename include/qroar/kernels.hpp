@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: MIT
+// SIMD kernels (xsimd functors, each with a scalar _ref twin): attention, RMSNorm, SwiGLU, log-sum-exp.
+#pragma once
+
+#include "kernels/attention.hpp"
+#include "kernels/logsumexp.hpp"
+#include "kernels/norm.hpp"
+#include "kernels/swiglu.hpp"
