@@ -7,6 +7,10 @@
 #include <vector>
 
 #include "../detail/parallel.hpp"
+#include "../kernels/attention.hpp"
+#include "../kernels/logsumexp.hpp"
+#include "../kernels/norm.hpp"
+#include "../kernels/swiglu.hpp"
 #include "../rope/apply.hpp"
 #include "../tensor.hpp"
 #include "llama_weights.hpp"
@@ -80,15 +84,40 @@ inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int
   }
 }
 
-// RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * g, per row; sum of squares in double.
+// RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * g, per row (kernels::rmsnorm).
 inline void rmsnorm_rows(const tensor& x, const vector& g, float eps, tensor& out) {
   out.resize(x.rows(), x.cols());
-  for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    double ss = 0.0;
-    for (Eigen::Index i = 0; i < x.cols(); ++i) ss += static_cast<double>(x(t, i)) * x(t, i);
-    const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(x.cols()) + eps));
-    out.row(t) = (x.row(t).array() * inv * g.transpose().array()).matrix();
-  }
+  for (Eigen::Index t = 0; t < x.rows(); ++t)
+    kernels::rmsnorm{}(xsimd::default_arch{}, x.data() + t * x.cols(), g.data(), static_cast<std::size_t>(x.cols()),
+                       eps, out.data() + t * out.cols());
+}
+
+// Per-thread scratch of the attention tasks (logits of one query block, kernel workspaces); grows, never shrinks.
+inline float* attention_scratch(std::size_t floats) {
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
+  if (scratch.size() < floats) scratch.resize(floats);
+  return scratch.data();
+}
+
+// Causal attention of query rows [r0, r0 + m) of head h against keys [0, start + r0 + m) of its KV head:
+// softmax(q k^T * scale) v, with the kernels of kernels/attention.hpp (q and the keys already rotated).
+// q: (n, n_heads*hd), K, V: (capacity, n_kv_heads*hd), att: (n, n_heads*hd).
+inline void attention_block(const tensor& q, const tensor& K, const tensor& V, int h, int kvh, int hd,
+                            Eigen::Index start, Eigen::Index r0, Eigen::Index m, float scale, tensor& att) {
+  const Eigen::Index keys = start + r0 + m;  // keys visible to the last row of the block
+  const Eigen::Index ldt = kernels::padded_queries(m);
+  const std::size_t logits = static_cast<std::size_t>(keys * ldt);
+  const std::size_t work = std::max(kernels::attention_logits_workspace(m, hd),
+                                    kernels::attention_weighted_sum_workspace(m, hd));
+  float* sT = attention_scratch(logits + work + static_cast<std::size_t>(ldt));
+  float* ws = sT + logits;  // logits is a multiple of 32 floats: ws stays 64-byte aligned
+  float* inv_sum = ws + work;
+  const xsimd::default_arch arch{};
+  kernels::attention_logits{}(arch, q.data() + r0 * q.cols() + h * hd, q.cols(), m, K.data() + kvh * hd, K.cols(),
+                              keys, hd, scale, kernels::rope_rows{}, sT, ldt, ws);
+  kernels::causal_softmax{}(arch, sT, ldt, keys, m, start + r0 + 1, inv_sum);
+  kernels::attention_weighted_sum{}(arch, sT, ldt, keys, m, V.data() + kvh * hd, V.cols(), hd, inv_sum,
+                                    att.data() + r0 * att.cols() + h * hd, att.cols(), ws);
 }
 
 }  // namespace detail
@@ -138,33 +167,13 @@ inline void forward_layers(const llama_model& model, tensor& x, int first_layer,
     V.middleRows(start, n) = v;
 
     // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
+    // Tasks are fixed (head, row block) pairs, so the work of each output row does not depend on the thread count.
     const Eigen::Index qblocks = (n + detail::attention_query_block - 1) / detail::attention_query_block;
     detail::parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
       const int h = task / static_cast<int>(qblocks);
       const Eigen::Index r0 = (task % qblocks) * detail::attention_query_block;
       const Eigen::Index m = std::min(detail::attention_query_block, n - r0);
-      const int kvh = h / c.n_rep();
-      const Eigen::Index keys = start + r0 + m;  // keys visible to the last row of the block
-      tensor s(m, keys);
-      s.noalias() = q.block(r0, h * hd, m, hd) * K.block(0, kvh * hd, keys, hd).transpose();
-      for (Eigen::Index i = 0; i < m; ++i) {
-        const Eigen::Index visible = start + r0 + i + 1;
-        float* row = s.data() + i * keys;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (Eigen::Index j = 0; j < visible; ++j) {
-          row[j] *= scale;
-          mx = std::max(mx, row[j]);
-        }
-        double sum = 0.0;
-        for (Eigen::Index j = 0; j < visible; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (Eigen::Index j = 0; j < visible; ++j) row[j] *= inv;
-        for (Eigen::Index j = visible; j < keys; ++j) row[j] = 0.0f;
-      }
-      att.block(r0, h * hd, m, hd).noalias() = s * V.block(0, kvh * hd, keys, hd);
+      detail::attention_block(q, K, V, h, h / c.n_rep(), hd, start, r0, m, scale, att);
     });
     if (hooks && hooks->attention_output) {
       tensor copy = att;
@@ -178,7 +187,7 @@ inline void forward_layers(const llama_model& model, tensor& x, int first_layer,
     if (hooks && hooks->ffn_input) hooks->ffn_input(l, start, xb);
     detail::matmul_transposed(xb, L.w1, h1, threads);
     detail::matmul_transposed(xb, L.w3, h3, threads);
-    h1.array() = h1.array() / (1.0f + (-h1.array()).exp()) * h3.array();
+    kernels::swiglu{}(xsimd::default_arch{}, h1.data(), h3.data(), static_cast<std::size_t>(h1.size()), h1.data());
     if (hooks && hooks->ffn_hidden) hooks->ffn_hidden(l, start, h1);
     detail::matmul_transposed(h1, L.w2, proj, threads);
     x += proj;
@@ -226,7 +235,8 @@ inline tensor forward_logits(const llama_model& model, const std::vector<int>& t
 }
 
 // Negative log-likelihood (nats) of tokens[t] given tokens[0..t-1], for t = 1 .. n-1, of one window at positions
-// [0, n). Returns n-1 values. Logits are formed in chunks of rows; log-sum-exp in double.
+// [0, n). Returns n-1 values. Logits are formed in chunks of rows; log-sum-exp by kernels::logsumexp (float exps
+// of logits - max, sums accumulated in double).
 inline std::vector<double> window_nll(const llama_model& model, const std::vector<int>& tokens, const rope_table& table,
                                       int threads = 0, const forward_hooks* hooks = nullptr) {
   const auto n = static_cast<Eigen::Index>(tokens.size());
@@ -241,11 +251,10 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
     const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
     const tensor logits = hidden.middleRows(r0, m) * cls.transpose();
     for (Eigen::Index i = 0; i < m; ++i) {
-      const float mx = logits.row(i).maxCoeff();
-      double sum = 0.0;
-      for (Eigen::Index j = 0; j < logits.cols(); ++j) sum += std::exp(static_cast<double>(logits(i, j) - mx));
+      const double lse = kernels::logsumexp{}(xsimd::default_arch{}, logits.data() + i * logits.cols(),
+                                              static_cast<std::size_t>(logits.cols()));
       const int target = tokens[static_cast<std::size_t>(r0 + i + 1)];
-      nll[static_cast<std::size_t>(r0 + i)] = std::log(sum) + mx - static_cast<double>(logits(i, target));
+      nll[static_cast<std::size_t>(r0 + i)] = lse - static_cast<double>(logits(i, target));
     }
   });
   return nll;
