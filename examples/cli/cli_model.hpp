@@ -14,12 +14,18 @@
 #include <qroar/io/text.hpp>
 #include <qroar/io/tokenizer.hpp>
 #include <qroar/model/perplexity.hpp>
+#include <qroar/quant/equivariance.hpp>
+#include <qroar/quant/gptq.hpp>
+#include <qroar/quant/kv_cache.hpp>
+#include <qroar/quant/weights.hpp>
 
 namespace qroar_cli {
 
 struct model_options {
   std::string model_path;
   std::string text_path, tokens_path, tokenizer_path, rope_config;
+  std::string quant, calib_path, bands = "equal:4";
+  int calib_ctx = 0, calib_windows = 4;
   int ctx = 0, stride = 0, max_windows = 0, original_ctx = 0, threads = 0, bucket = 0;
   bool json = false, quiet = false;
   rope_options rope;
@@ -46,6 +52,13 @@ struct model_options {
     app.add_option("--rope-config", rope_config, "config.json with rope_scaling / rope_parameters")
         ->check(CLI::ExistingFile)
         ->excludes(rope_type_opt);
+    app.add_option("--quant", quant, "simulated quantization spec, e.g. rtn:w4:g32:sym, ggml:q4_0, "
+                   "kv:k4:token:g8:post-rope, or parts joined with '+' (docs/quantization.md)");
+    app.add_option("--calib", calib_path, "GPTQ calibration data: token-id file or text")->check(CLI::ExistingFile);
+    app.add_option("--calib-ctx", calib_ctx, "GPTQ calibration window length (default: trained context)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--calib-windows", calib_windows, "GPTQ calibration windows")->check(CLI::PositiveNumber);
+    app.add_option("--bands", bands, "band partition: by-wavelength, equal:N or edges:a,b,... (default equal:4)");
     app.add_option("--original-ctx", original_ctx, "override the trained context length read from the model")
         ->check(CLI::PositiveNumber);
     app.add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
@@ -99,6 +112,55 @@ struct model_options {
     std::stringstream ss;
     ss << in.rdbuf();
     return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+  }
+
+  qroar::quant_spec quant_spec() const { return qroar::parse_quant_spec(quant); }
+
+  // Band partition of the model's pairs (capped at one band per pair for equal:N).
+  qroar::band_partition band_partition(const qroar::llama_model& m) const {
+    const auto inv = qroar::inverse_frequencies(qroar::rope_scaling::none(), m.config.rope_geometry());
+    std::string spec = bands;
+    if (spec.rfind("equal:", 0) == 0) {
+      const int n = std::atoi(spec.c_str() + 6);
+      if (n > static_cast<int>(inv.size())) spec = "equal:" + std::to_string(inv.size());
+    }
+    return qroar::bands_from_spec(spec, inv, m.config.original_ctx);
+  }
+
+  std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m) const {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw qroar::io_error(path + ": cannot open");
+    std::string head(64, '\0');
+    in.read(head.data(), 64);
+    head.resize(static_cast<std::size_t>(in.gcount()));
+    const bool ids = !head.empty() && head.find_first_not_of("0123456789 \t\r\n") == std::string::npos;
+    if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
+    const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
+    std::stringstream ss;
+    in.seekg(0);
+    ss << in.rdbuf();
+    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+  }
+
+  // Applies the weight part of --quant to `m` in place (GPTQ calibrates on --calib) and returns the forward hooks
+  // of its KV/activation parts.
+  qroar::forward_hooks quantize(qroar::llama_model& m, const qroar::quant_spec& spec) const {
+    if (spec.weights.method == qroar::weight_method::gptq) {
+      if (calib_path.empty()) throw usage_error("GPTQ (--quant gptq:...) needs --calib FILE (token ids or text)");
+      const auto ids = read_stream(calib_path, m);
+      const int len = calib_ctx > 0 ? calib_ctx : m.config.original_ctx;
+      std::vector<std::vector<int>> windows;
+      for (std::size_t s = 0; s + static_cast<std::size_t>(len) <= ids.size() && static_cast<int>(windows.size()) < calib_windows;
+           s += static_cast<std::size_t>(len))
+        windows.emplace_back(ids.begin() + static_cast<long>(s), ids.begin() + static_cast<long>(s) + len);
+      if (windows.empty()) throw usage_error(calib_path + ": fewer calibration tokens than one window of " + std::to_string(len));
+      progress_bar bar("gptq", quiet || json);
+      qroar::gptq_quantize_model(m, windows, spec.weights, qroar::rope_scaling::none(), threads,
+                                 [&](int d, int t) { bar.update(d, t); });
+    } else {
+      qroar::quantize_weights(m, spec.weights);
+    }
+    return qroar::make_quant_hooks(spec, m.config);
   }
 
   qroar::perplexity_options perplexity(const qroar::llama_model& m) const {

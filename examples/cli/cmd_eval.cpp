@@ -3,13 +3,39 @@
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 namespace {
 
+nlohmann::ordered_json equivariance_json(const qroar::equivariance_report& r, const qroar::equivariance_probe* p) {
+  nlohmann::ordered_json j = {{"symmetric_is_noop", r.symmetric_is_noop()},
+                              {"weights", {{"equivariant", r.weights}, {"reason", r.weights_reason}}},
+                              {"kv", {{"equivariant", r.kv}, {"reason", r.kv_reason}}},
+                              {"activations", {{"equivariant", r.activations}, {"reason", r.activations_reason}}},
+                              {"summary", r.summary()}};
+  if (p)
+    j["probe"] = {{"weights_change", p->weights_change},
+                  {"kv_change", p->kv_change},
+                  {"weights_fp16_residual", p->weights_fp16_residual},
+                  {"weights_equivariant", p->weights_equivariant()},
+                  {"kv_equivariant", p->kv_equivariant()}};
+  return j;
+}
+
 int run_eval(const qroar_cli::model_options& o) {
-  const auto model = o.load_model();
+  auto model = o.load_model();
   const auto stream = o.token_stream(model);
   auto popt = o.perplexity(model);
+  const auto spec = o.quant_spec();
+  const auto bands = o.band_partition(model);
+  const auto report = qroar::is_row_scale_equivariant(spec, bands, model.config.rope_geometry());
+  std::optional<qroar::equivariance_probe> probe;
+  if (spec.quantizes_weights() || spec.kv.enabled() || spec.activations.enabled()) {
+    const std::vector<int> sample(stream.begin(), stream.begin() + std::min<std::size_t>(stream.size(), 128));
+    probe = qroar::probe_row_scale_equivariance(model, spec, bands, sample);
+  }
+  const qroar::forward_hooks hooks = o.quantize(model, spec);
+  if (hooks.any()) popt.hooks = &hooks;
   qroar_cli::progress_bar bar("eval", o.quiet || o.json);
   popt.progress = [&](int done, int total) { bar.update(done, total); };
   const auto t0 = std::chrono::steady_clock::now();
@@ -20,6 +46,8 @@ int run_eval(const qroar_cli::model_options& o) {
   if (o.json) {
     auto j = qroar_cli::perplexity_json(r);
     j["ctx"] = o.ctx;
+    j["quant"] = spec.text.empty() ? "none" : spec.text;
+    if (probe) j["equivariance"] = equivariance_json(report, &*probe);
     j["rope"] = qroar::to_string(popt.scaling.type);
     j["factor"] = popt.scaling.factor;
     j["original_ctx"] = model.config.original_ctx;
@@ -30,6 +58,12 @@ int run_eval(const qroar_cli::model_options& o) {
   }
   fmt::print("model {} ({}), trained context {}, RoPE {} x{}\n", o.model_path, model.source_format,
              model.config.original_ctx, qroar::to_string(popt.scaling.type), popt.scaling.factor);
+  if (!spec.text.empty()) {
+    fmt::print("quantization {}\n  {}\n", spec.text, report.summary());
+    if (probe)
+      fmt::print("  probe (bands {}): weights change {:.3g}, kv change {:.3g}, fp16 residual {:.3g}\n", o.bands,
+                 probe->weights_change, probe->kv_change, probe->weights_fp16_residual);
+  }
   fmt::print("ctx {}: {} windows, {} tokens scored\n", o.ctx, r.windows, r.tokens_scored);
   fmt::print("mean NLL {:.6f}  perplexity {:.4f}\n", r.mean_nll, r.ppl);
   fmt::print("{:.0f} tokens/s ({:.2f} s)\n\n{:>8} {:>8} {:>10}\n", tps, secs, "from", "to", "mean NLL");
