@@ -10,7 +10,10 @@
 // permutes W_Q / W_K back to interleaved pairs (llama.cpp rope mode NORMAL, FORMULAS 1.3-1.4): layout interleaved.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -18,7 +21,11 @@
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../model/llama_weights.hpp"
+#include "../model/qk_layout.hpp"
+#include "../quant/weights.hpp"
 #include "gguf.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "spm_tokenizer.hpp"
 
 namespace qroar {
 inline namespace v0 {
@@ -45,25 +52,24 @@ inline int positive_int(const gguf_file& f, const std::string& key, std::int64_t
 }  // namespace gguf_model_io
 }  // namespace detail
 
-// Builds a llama_model from an open GGUF file: dequantizes every tensor to float (any type gguf_file can
-// dequantize). Keys read ({a} = general.architecture, which must be "llama"):
+// The llama_config of an open GGUF file, from its metadata and tensor infos only (no tensor data is read). Keys
+// read ({a} = general.architecture, which must be "llama"):
 //   {a}.embedding_length, feed_forward_length, block_count, attention.head_count, attention.head_count_kv
 //   (default head_count), attention.key_length (default dim / heads), rope.dimension_count (default head_dim),
 //   rope.freq_base (default 10000, as llama.cpp), attention.layer_norm_rms_epsilon (default 1e-5),
 //   context_length (max_position_embeddings; also L0 unless overridden), rope.scaling.type / factor /
 //   original_context_length / attn_factor (none, linear, yarn -> qroar's yarn-ggml semantics), or the older
-//   rope.scale_linear.
-// Errors: unsupported (another architecture, a rope_freqs tensor, an unknown scaling type, a type that cannot be
-// dequantized), format_error (missing keys or tensors, shapes that disagree with the keys), numeric_error
-// (non-finite weights, naming tensor and element).
-inline llama_model llama_model_from_gguf(const gguf_file& f, const gguf_load_options& options = {}) {
+//   rope.scale_linear. vocab_size is the row count of token_embd.weight (checked against {a}.vocab_size);
+//   tied_embeddings is true when output.weight is absent (llama_model_from_gguf also ties a bit-identical copy).
+// Errors: unsupported (another architecture, a rope_freqs tensor, an unknown scaling type), format_error (missing
+// keys or token_embd.weight), invalid_argument (an inconsistent geometry).
+inline llama_config llama_config_from_gguf(const gguf_file& f, const gguf_load_options& options = {}) {
   namespace gm = detail::gguf_model_io;
   const std::string arch = f.architecture();
   if (arch != "llama")
     throw unsupported(f.path() + ": GGUF architecture '" + arch + "' is not supported (llama is)");
   const std::string a = arch + ".";
-  llama_model m;
-  llama_config& c = m.config;
+  llama_config c;
   c.architecture = "llama";
   c.dim = gm::positive_int(f, a + "embedding_length", 0);
   c.hidden_dim = gm::positive_int(f, a + "feed_forward_length", 0);
@@ -78,7 +84,8 @@ inline llama_model llama_model_from_gguf(const gguf_file& f, const gguf_load_opt
   c.layout = pair_layout::interleaved;
   const int context = gm::positive_int(f, a + "context_length", 2048);
   c.max_position_embeddings = context;
-  const int scaling_l0 = static_cast<int>(f.get_int(a + "rope.scaling.original_context_length", 0));
+  const std::int64_t scaling_l0_key = f.get_int(a + "rope.scaling.original_context_length", 0);
+  const int scaling_l0 = scaling_l0_key > 0 && scaling_l0_key <= 0x7fffffffLL ? static_cast<int>(scaling_l0_key) : 0;
   c.original_ctx = options.original_ctx > 0 ? options.original_ctx : scaling_l0 > 0 ? scaling_l0 : context;
 
   std::string type = f.get_string(a + "rope.scaling.type", "none");
@@ -110,10 +117,21 @@ inline llama_model llama_model_from_gguf(const gguf_file& f, const gguf_load_opt
     throw format_error(f.path(), "token_embd.weight", emb->info_offset,
                        "has " + std::to_string(emb->n_rows()) + " rows, the vocabulary size is " + std::to_string(vocab));
   c.vocab_size = static_cast<int>(vocab);
-  const gguf_tensor_info* out = f.tensor("output.weight");
-  c.tied_embeddings = out == nullptr;
+  c.tied_embeddings = f.tensor("output.weight") == nullptr;
   c.validate(f.path());
   if (c.rope.type != rope_type::none) c.rope.validate(c.rope_geometry());
+  return c;
+}
+
+// Builds a llama_model from an open GGUF file: the config of llama_config_from_gguf, and every tensor
+// dequantized to float (any type gguf_file can dequantize).
+// Errors: those of llama_config_from_gguf, unsupported (a type that cannot be dequantized), format_error (missing
+// tensors, shapes that disagree with the keys), numeric_error (non-finite weights, naming tensor and element).
+inline llama_model llama_model_from_gguf(const gguf_file& f, const gguf_load_options& options = {}) {
+  llama_model m;
+  m.config = llama_config_from_gguf(f, options);
+  llama_config& c = m.config;
+  const gguf_tensor_info* out = f.tensor("output.weight");
 
   auto load = [&](const std::string& name, int rows, int cols) {
     const gguf_tensor_info* info = f.tensor(name);
@@ -165,6 +183,363 @@ inline llama_model llama_model_from_gguf(const gguf_file& f, const gguf_load_opt
 // Opens `path` with gguf_file::open and builds the model (see llama_model_from_gguf).
 inline llama_model load_gguf_model(const std::string& path, const gguf_load_options& options = {}) {
   return llama_model_from_gguf(gguf_file::open(path), options);
+}
+
+// The GGUF (llama.cpp "llama" / SPM) form of a llama2.c tokenizer.bin vocabulary, as llama.cpp's converters
+// write it: a space becomes U+2581 "▁"; the BOS / EOS pieces that llama2.c's export decorates as "\n<s>\n" and
+// "\n</s>\n" are stored bare; token types: id 0 unknown, BOS and EOS control, "<0xAB>" pieces byte, others normal.
+// (For stories260K, tok512.bin converted this way equals the vocabulary embedded in stories260K.gguf.)
+inline spm_vocabulary spm_vocabulary_from_llama2c(const llama2c_tokenizer& t) {
+  spm_vocabulary v;
+  const int n = t.vocab_size();
+  v.bos_id = t.bos_id() < n ? t.bos_id() : -1;
+  v.eos_id = t.eos_id() < n ? t.eos_id() : -1;
+  v.unk_id = n > 0 ? 0 : -1;
+  for (int id = 0; id < n; ++id) {
+    std::string piece;
+    for (const char ch : t.piece(id)) piece += ch == ' ' ? std::string("\xE2\x96\x81") : std::string(1, ch);
+    auto type = spm_token_type::normal;
+    if (id == v.bos_id || id == v.eos_id) {
+      type = spm_token_type::control;
+      const auto first = piece.find_first_not_of('\n'), last = piece.find_last_not_of('\n');
+      if (first != std::string::npos) piece = piece.substr(first, last - first + 1);
+    } else if (id == v.unk_id) {
+      type = spm_token_type::unknown;
+    } else if (detail::byte_piece_value(piece) >= 0) {
+      type = spm_token_type::byte;
+    }
+    v.pieces.push_back(std::move(piece));
+    v.scores.push_back(t.score(id));
+    v.types.push_back(static_cast<std::int32_t>(type));
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// llama_model -> GGUF (llama architecture, GGUF v3, llama.cpp tensor names and keys).
+
+// How write_gguf_model stores each tensor.
+//   f32          every tensor float32
+//   f16, bf16    every 2-D tensor in that type; 1-D norm weights stay f32 (as convert_hf_to_gguf.py writes them)
+//   quantized    the 2-D linear weights (attn_q/k/v/output, ffn_gate/down/up) in ggml_type_for_row(quant_type, ne0):
+//                the requested type when the row length is a multiple of its block size, else q8_0, else f32 (the
+//                rule that made ../shared's ggml-quantized files); token_embd / output f32 unless
+//                quantize_embeddings; norms f32
+//   like_source  each tensor in the type the `source` file stores under the same name (f32 for a name it lacks)
+enum class gguf_storage { f32, f16, bf16, quantized, like_source };
+
+inline const char* to_string(gguf_storage s) noexcept {
+  switch (s) {
+    case gguf_storage::f32: return "f32";
+    case gguf_storage::f16: return "f16";
+    case gguf_storage::bf16: return "bf16";
+    case gguf_storage::quantized: return "quantized";
+    case gguf_storage::like_source: return "like_source";
+  }
+  return "?";
+}
+
+struct gguf_export_options {
+  gguf_storage storage = gguf_storage::f32;
+  ggml_type quant_type = ggml_type::q8_0;  // storage quantized: the type requested for the linear weights
+  bool quantize_embeddings = false;        // storage quantized: token_embd / output in ggml_type_for_row too
+  // A GGUF to carry over: its metadata (tokenizer.*, general.* and any other key) is kept, llama.* keys are
+  // rewritten from the model, its tensor order is kept, and with like_source its tensor types are used. A tensor
+  // whose type and dequantized values equal the model's is copied byte for byte (so untouched tensors of a
+  // quantized file are not re-quantized). Must stay open until write_gguf_model returns.
+  const gguf_file* source = nullptr;
+  // A SentencePiece-style vocabulary to embed as tokenizer.ggml.* (model "llama"); it replaces the source's
+  // tokenizer keys. Must have config.vocab_size pieces.
+  const spm_vocabulary* vocabulary = nullptr;
+  std::string name;  // general.name; empty keeps the source's, else the output file's stem
+};
+
+namespace detail {
+namespace gguf_export {
+
+// llama.cpp's llama_ftype for general.file_type (llama.h): the "mostly" type of a file.
+inline std::uint32_t file_type_of(ggml_type t) {
+  switch (t) {
+    case ggml_type::f32: return 0;
+    case ggml_type::f16: return 1;
+    case ggml_type::q4_0: return 2;
+    case ggml_type::q4_1: return 3;
+    case ggml_type::q8_0: return 7;
+    case ggml_type::q5_0: return 8;
+    case ggml_type::q5_1: return 9;
+    case ggml_type::q4_k: return 14;  // Q4_K_S: every tensor q4_K
+    case ggml_type::q5_k: return 16;  // Q5_K_S
+    case ggml_type::q6_k: return 18;
+    case ggml_type::bf16: return 32;
+    default: return 0;
+  }
+}
+
+inline bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+}  // namespace gguf_export
+}  // namespace detail
+
+// Writes the llama.rope.scaling.* keys of `config.rope` into `w`, removing any older ones first. GGUF (llama.cpp)
+// knows three scalings:
+//   none        no keys
+//   linear      rope.scaling.type "linear", rope.scaling.factor s
+//   yarn-ggml   rope.scaling.type "yarn", factor, original_context_length L0, attn_factor, yarn_ext_factor,
+//               yarn_beta_fast, yarn_beta_slow
+//   yarn (HF)   written as GGUF yarn when it has HF's defaults (truncate, no attention_factor / mscale /
+//               mscale_all_dim / correction_ctx): then both semantics give the same frequencies and the attention
+//               factor 0.1 ln s + 1 (FORMULAS 2.5-2.6); it reads back as yarn-ggml
+// Linear also records original_context_length. Throws unsupported for any other scaling (ntk, dynamic, llama3,
+// longrope, non-default HF yarn): llama.cpp has no key for them.
+inline void set_gguf_rope_scaling(gguf_writer& w, const llama_config& c) {
+  std::vector<std::string> stale;
+  for (const auto& kv : w.metadata())
+    if (detail::gguf_export::starts_with(kv.first, "llama.rope.scaling.") || kv.first == "llama.rope.scale_linear")
+      stale.push_back(kv.first);
+  for (const auto& k : stale) w.remove(k);
+  const rope_scaling& r = c.rope;
+  if (r.type == rope_type::none) return;
+  const int l0 = r.original_ctx > 0 ? r.original_ctx : c.original_ctx;
+  auto u32 = [](int v) { return gguf_value::u32(static_cast<std::uint32_t>(v)); };
+  auto f32 = [](double v) { return gguf_value::f32(static_cast<float>(v)); };
+  const bool hf_yarn_default = r.type == rope_type::yarn && r.truncate && !r.attention_factor && r.mscale == 0.0 &&
+                               r.mscale_all_dim == 0.0 && r.correction_ctx == 0;
+  if (r.type == rope_type::linear) {
+    w.set("llama.rope.scaling.type", gguf_value::string("linear"));
+    w.set("llama.rope.scaling.factor", f32(r.factor));
+    if (l0 > 0) w.set("llama.rope.scaling.original_context_length", u32(l0));
+  } else if (r.type == rope_type::yarn_ggml || hf_yarn_default) {
+    const bool ggml = r.type == rope_type::yarn_ggml;
+    w.set("llama.rope.scaling.type", gguf_value::string("yarn"));
+    w.set("llama.rope.scaling.factor", f32(r.factor));
+    if (l0 > 0) w.set("llama.rope.scaling.original_context_length", u32(l0));
+    w.set("llama.rope.scaling.attn_factor", f32(ggml ? r.attn_factor : 1.0));
+    w.set("llama.rope.scaling.yarn_ext_factor", f32(ggml ? r.ext_factor : 1.0));
+    w.set("llama.rope.scaling.yarn_beta_fast", f32(r.beta_fast));
+    w.set("llama.rope.scaling.yarn_beta_slow", f32(r.beta_slow));
+  } else {
+    throw unsupported(std::string("GGUF cannot record the RoPE scaling '") + to_string(r.type) +
+                      "' (llama.cpp keys exist for linear and yarn; HF yarn only with its default parameters)");
+  }
+}
+
+// Writes `model` as a GGUF v3 file of architecture llama that llama.cpp loads:
+//   keys     general.architecture "llama", general.name, llama.{context_length (= config.original_ctx, the trained
+//            context), embedding_length, feed_forward_length, block_count, attention.head_count,
+//            attention.head_count_kv, attention.key_length / value_length (only when head_dim != dim / n_heads),
+//            rope.dimension_count, rope.freq_base, attention.layer_norm_rms_epsilon, vocab_size}, the rope scaling
+//            of set_gguf_rope_scaling, general.file_type (the storage policy's llama_ftype; kept from the source
+//            for like_source), general.quantization_version 2 when a tensor is quantized, and the tokenizer
+//   tensors  token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_down,
+//            ffn_up}, output_norm, output (when untied; also when the source stores a copy of a tied classifier);
+//            ne = {in_features, out_features}
+//   rows     W_Q / W_K in the interleaved pair order llama.cpp's rope mode NORMAL expects (permute_qk_rows when the
+//            model is half_split, FORMULAS 1.3)
+// Storage per tensor: see gguf_storage. Quantization is qroar::quantize_row (ggml's reference quantizers, bit
+// exact), so re-reading the file gives exactly ggml_fake_quantize of the model's weights (f16 / bf16: the values
+// rounded to nearest even). Written through gguf_writer::write (atomic; refuses to overwrite model.source_path or
+// the source file).
+// Errors: invalid_argument (shapes inconsistent with the config, a vocabulary of the wrong size, a source of
+// another architecture or with a tensor of another shape), unsupported (a scaling GGUF cannot record, a source
+// type qroar cannot write), numeric_error (a non-finite weight, or one that overflows f16, naming the tensor).
+inline void write_gguf_model(const llama_model& model, const std::string& path, const gguf_export_options& options = {}) {
+  namespace ge = detail::gguf_export;
+  const llama_config& c = model.config;
+  c.validate(path);
+  if (model.layers.size() != static_cast<std::size_t>(c.n_layers))
+    throw invalid_argument(path + ": the model has " + std::to_string(model.layers.size()) + " layers, its config says " +
+                           std::to_string(c.n_layers));
+  const gguf_file* src = options.source;
+  if (options.storage == gguf_storage::like_source && !src)
+    throw invalid_argument("write_gguf_model: storage like_source needs options.source");
+  if (src && src->contains("general.architecture") && src->architecture() != "llama")
+    throw invalid_argument(src->path() + ": source GGUF has architecture '" + src->architecture() + "', not llama");
+  if (options.storage == gguf_storage::quantized && !ggml_type_is_convertible(options.quant_type))
+    throw unsupported(std::string("write_gguf_model: cannot quantize to ggml type ") + to_string(options.quant_type));
+
+  gguf_writer w = src ? gguf_writer::from(*src) : gguf_writer();
+  w.set_version(3);
+  std::vector<std::string> produced;
+  bool any_quantized = false;
+
+  // The storage type of one tensor (2-D `linear` weights, 2-D embeddings, 1-D norms).
+  enum class kind { linear, embedding, norm };
+  auto type_for = [&](const std::string& name, kind k, std::int64_t ne0) -> ggml_type {
+    switch (options.storage) {
+      case gguf_storage::f32: return ggml_type::f32;
+      case gguf_storage::f16: return k == kind::norm ? ggml_type::f32 : ggml_type::f16;
+      case gguf_storage::bf16: return k == kind::norm ? ggml_type::f32 : ggml_type::bf16;
+      case gguf_storage::quantized:
+        if (k == kind::linear || (k == kind::embedding && options.quantize_embeddings))
+          return ggml_type_for_row(options.quant_type, ne0);
+        return ggml_type::f32;
+      case gguf_storage::like_source: {
+        const gguf_tensor_info* ti = src->tensor(name);
+        if (!ti) return ggml_type::f32;
+        if (!ggml_type_is_convertible(ti->type))
+          throw unsupported(src->path() + ": tensor '" + name + "': qroar cannot write ggml type " + to_string(ti->type));
+        return ti->type;
+      }
+    }
+    return ggml_type::f32;
+  };
+
+  // Adds rows x cols floats (row-major) as tensor `name` with ne = {cols, rows} (or {cols} for a vector).
+  auto add = [&](const std::string& name, kind k, const float* data, Eigen::Index rows, Eigen::Index cols,
+                 Eigen::Index want_rows, Eigen::Index want_cols) {
+    if (rows != want_rows || cols != want_cols)
+      throw invalid_argument("model tensor '" + name + "' has shape (" + std::to_string(rows) + ", " +
+                             std::to_string(cols) + "), expected (" + std::to_string(want_rows) + ", " +
+                             std::to_string(want_cols) + ")");
+    const std::size_t n = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
+    for (std::size_t i = 0; i < n; ++i)
+      if (!std::isfinite(data[i]))
+        throw numeric_error(path + ": tensor '" + name + "': element " + std::to_string(i) + " is not finite");
+    const std::vector<std::int64_t> ne = k == kind::norm ? std::vector<std::int64_t>{cols}
+                                                         : std::vector<std::int64_t>{cols, rows};
+    const ggml_type t = type_for(name, k, cols);
+    if (ggml_traits(t).block_size > 1) any_quantized = true;
+    produced.push_back(name);
+    // Keep the source's bytes when they already hold exactly these values in this type.
+    if (src) {
+      const gguf_tensor_info* ti = src->tensor(name);
+      if (ti && ti->type == t && ti->ne[0] == cols && ti->n_rows() == rows && ti->ne[2] == 1 && ti->ne[3] == 1 &&
+          ti->n_dims == ne.size() && ggml_type_is_convertible(t)) {
+        const tensor stored = src->dequantize(*ti);
+        if (n == 0 || std::memcmp(stored.data(), data, n * sizeof(float)) == 0) {
+          w.add_tensor_view(name, t, ne, src->tensor_data(*ti), ti->size);
+          return;
+        }
+      }
+    }
+    if (t == ggml_type::f32) {
+      w.add_tensor_quantized(name, t, ne, data);
+      return;
+    }
+    // Every stored value must read back finite (f16 overflows above 65504, and so would a block scale).
+    const std::uint64_t row_bytes = ggml_row_size(t, static_cast<std::uint64_t>(cols));
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(row_bytes * static_cast<std::uint64_t>(rows)));
+    std::vector<float> back(static_cast<std::size_t>(cols));
+    for (Eigen::Index r = 0; r < rows; ++r) {
+      std::uint8_t* dst = bytes.data() + static_cast<std::uint64_t>(r) * row_bytes;
+      quantize_row(t, data + r * cols, dst, cols);
+      dequantize_row(t, dst, back.data(), cols);
+      for (Eigen::Index i = 0; i < cols; ++i)
+        if (!std::isfinite(back[static_cast<std::size_t>(i)]))
+          throw numeric_error(path + ": tensor '" + name + "': row " + std::to_string(r) + ", element " +
+                              std::to_string(i) + " overflows " + to_string(t));
+    }
+    w.add_tensor(name, t, ne, std::move(bytes));
+  };
+  auto add_matrix = [&](const std::string& name, kind k, const tensor& t, Eigen::Index rows, Eigen::Index cols) {
+    add(name, k, t.data(), t.rows(), t.cols(), rows, cols);
+  };
+  auto add_vector = [&](const std::string& name, const vector& v) {
+    add(name, kind::norm, v.data(), 1, v.size(), 1, c.dim);
+  };
+
+  const Eigen::Index dim = c.dim, hidden = c.hidden_dim, vocab = c.vocab_size, q = c.q_dim(), kv = c.kv_dim();
+  const bool permute = c.layout != pair_layout::interleaved;
+  add_matrix("token_embd.weight", kind::embedding, model.token_embedding, vocab, dim);
+  for (std::size_t l = 0; l < model.layers.size(); ++l) {
+    const llama_layer& L = model.layers[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add_vector(p + "attn_norm.weight", L.attn_norm);
+    if (permute) {
+      add_matrix(p + "attn_q.weight", kind::linear,
+                 permute_qk_rows(L.wq, c.n_heads, c.head_size(), c.rotary_dim, c.layout, pair_layout::interleaved), q, dim);
+      add_matrix(p + "attn_k.weight", kind::linear,
+                 permute_qk_rows(L.wk, c.n_kv_heads, c.head_size(), c.rotary_dim, c.layout, pair_layout::interleaved), kv,
+                 dim);
+    } else {
+      add_matrix(p + "attn_q.weight", kind::linear, L.wq, q, dim);
+      add_matrix(p + "attn_k.weight", kind::linear, L.wk, kv, dim);
+    }
+    add_matrix(p + "attn_v.weight", kind::linear, L.wv, kv, dim);
+    add_matrix(p + "attn_output.weight", kind::linear, L.wo, dim, q);
+    add_vector(p + "ffn_norm.weight", L.ffn_norm);
+    add_matrix(p + "ffn_gate.weight", kind::linear, L.w1, hidden, dim);
+    add_matrix(p + "ffn_down.weight", kind::linear, L.w2, dim, hidden);
+    add_matrix(p + "ffn_up.weight", kind::linear, L.w3, hidden, dim);
+  }
+  add_vector("output_norm.weight", model.final_norm);
+  if (model.output.size() > 0) add_matrix("output.weight", kind::embedding, model.output, vocab, dim);
+  else if (src && src->tensor("output.weight"))  // the source stores the tied classifier as a copy: keep doing so
+    add_matrix("output.weight", kind::embedding, model.token_embedding, vocab, dim);
+  // Tensors of the source the model does not produce are dropped.
+  std::vector<std::string> extra;
+  if (src)
+    for (const auto& ti : src->tensors())
+      if (std::find(produced.begin(), produced.end(), ti.name) == produced.end()) extra.push_back(ti.name);
+  for (const auto& name : extra) w.remove_tensor(name);
+
+  // Metadata.
+  auto u32 = [](std::int64_t v) { return gguf_value::u32(static_cast<std::uint32_t>(v)); };
+  w.set("general.architecture", gguf_value::string("llama"));
+  if (!options.name.empty() || !w.find("general.name"))
+    w.set("general.name", gguf_value::string(!options.name.empty() ? options.name
+                                                                    : std::filesystem::path(path).stem().string()));
+  const int context = c.original_ctx > 0 ? c.original_ctx : c.max_position_embeddings > 0 ? c.max_position_embeddings : 2048;
+  w.set("llama.context_length", u32(context));
+  w.set("llama.embedding_length", u32(c.dim));
+  w.set("llama.feed_forward_length", u32(c.hidden_dim));
+  w.set("llama.block_count", u32(c.n_layers));
+  w.set("llama.attention.head_count", u32(c.n_heads));
+  w.set("llama.attention.head_count_kv", u32(c.n_kv_heads));
+  if (c.head_size() * c.n_heads != c.dim) {
+    w.set("llama.attention.key_length", u32(c.head_size()));
+    w.set("llama.attention.value_length", u32(c.head_size()));
+  } else {
+    w.remove("llama.attention.key_length");
+    w.remove("llama.attention.value_length");
+  }
+  w.set("llama.rope.dimension_count", u32(c.rope_geometry().rotary()));
+  w.set("llama.rope.freq_base", gguf_value::f32(static_cast<float>(c.rope_theta)));
+  w.set("llama.attention.layer_norm_rms_epsilon", gguf_value::f32(c.norm_eps));
+  w.set("llama.vocab_size", u32(c.vocab_size));
+  set_gguf_rope_scaling(w, c);
+  if (options.storage != gguf_storage::like_source) {
+    const ggml_type main = options.storage == gguf_storage::f16    ? ggml_type::f16
+                           : options.storage == gguf_storage::bf16 ? ggml_type::bf16
+                           : options.storage == gguf_storage::quantized ? options.quant_type
+                                                                        : ggml_type::f32;
+    w.set("general.file_type", u32(ge::file_type_of(main)));
+  }
+  if (any_quantized) w.set("general.quantization_version", u32(2));
+
+  if (options.vocabulary) {
+    const spm_vocabulary& v = *options.vocabulary;
+    if (v.pieces.size() != static_cast<std::size_t>(c.vocab_size) || v.scores.size() != v.pieces.size() ||
+        (!v.types.empty() && v.types.size() != v.pieces.size()))
+      throw invalid_argument(path + ": the vocabulary has " + std::to_string(v.pieces.size()) + " pieces, " +
+                             std::to_string(v.scores.size()) + " scores and " + std::to_string(v.types.size()) +
+                             " token types; the model's vocab_size is " + std::to_string(c.vocab_size));
+    std::vector<std::string> old;
+    for (const auto& entry : w.metadata())
+      if (ge::starts_with(entry.first, "tokenizer.")) old.push_back(entry.first);
+    for (const auto& k : old) w.remove(k);
+    w.set("tokenizer.ggml.model", gguf_value::string("llama"));
+    w.set("tokenizer.ggml.tokens", gguf_value::array_of(v.pieces));
+    w.set("tokenizer.ggml.scores", gguf_value::array_of(v.scores));
+    std::vector<std::int32_t> types = v.types;
+    if (types.empty()) {
+      types.assign(v.pieces.size(), static_cast<std::int32_t>(spm_token_type::normal));
+      for (std::size_t i = 0; i < types.size(); ++i)
+        if (detail::byte_piece_value(v.pieces[i]) >= 0) types[i] = static_cast<std::int32_t>(spm_token_type::byte);
+    }
+    w.set("tokenizer.ggml.token_type", gguf_value::array_of(types));
+    if (v.bos_id >= 0) w.set("tokenizer.ggml.bos_token_id", u32(v.bos_id));
+    if (v.eos_id >= 0) w.set("tokenizer.ggml.eos_token_id", u32(v.eos_id));
+    if (v.unk_id >= 0) w.set("tokenizer.ggml.unknown_token_id", u32(v.unk_id));
+    w.set("tokenizer.ggml.add_space_prefix", gguf_value::boolean(v.add_space_prefix));
+  }
+
+  std::vector<std::string> inputs;
+  if (!model.source_path.empty()) inputs.push_back(model.source_path);
+  if (src) inputs.push_back(src->path());
+  w.write(path, inputs);
 }
 
 }  // namespace v0
