@@ -1,0 +1,193 @@
+// qroar search: find per-band W_Q/W_K scales for a quantized model under a RoPE interpolation; writes the
+// band-scales JSON.
+#include "cli_model.hpp"
+
+#include <chrono>
+#include <iostream>
+
+#include <qroar/search/scales_json.hpp>
+#include <qroar/search/search.hpp>
+
+namespace {
+
+struct search_command_options {
+  qroar_cli::model_options model;
+  std::vector<std::string> dev, validation;
+  int dev_windows = 2, validation_windows = 4;
+  std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", output;
+  double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
+  int grid_points = 9, passes = 1;
+  bool no_guard = false, force = false;
+};
+
+// Non-overlapping windows of `len` tokens from each file in turn, at most `max_windows` in all, spread over the
+// files (the first windows of each file first).
+std::vector<std::vector<int>> windows_from(const qroar_cli::model_options& mo, const std::vector<std::string>& files,
+                                           const qroar::llama_model& m, int len, int max_windows) {
+  std::vector<std::vector<int>> streams;
+  for (const auto& f : files) streams.push_back(mo.read_stream(f, m));
+  std::vector<std::vector<int>> out;
+  for (std::size_t k = 0; static_cast<int>(out.size()) < max_windows; ++k) {
+    bool any = false;
+    for (const auto& s : streams) {
+      if ((k + 1) * static_cast<std::size_t>(len) > s.size() || static_cast<int>(out.size()) >= max_windows) continue;
+      out.emplace_back(s.begin() + static_cast<long>(k * static_cast<std::size_t>(len)),
+                       s.begin() + static_cast<long>((k + 1) * static_cast<std::size_t>(len)));
+      any = true;
+    }
+    if (!any) break;
+  }
+  return out;
+}
+
+nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::llama_model& m,
+                                   const search_command_options& o, const qroar::rope_scaling& sc, double secs) {
+  nlohmann::ordered_json j;
+  j["skipped"] = r.skipped;
+  j["message"] = r.message;
+  j["equivariance"] = {{"symmetric_is_noop", r.equivariance.symmetric_is_noop()}, {"summary", r.equivariance.summary()}};
+  j["variant"] = o.variant;
+  j["granularity"] = o.granularity;
+  j["objective"] = o.objective;
+  j["grid"] = r.grid;
+  j["band_pressure"] = r.band_pressure;
+  j["baseline_objective"] = r.baseline_objective;
+  j["final_objective"] = r.final_objective;
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
+  j["baseline_validation_nll"] = num(r.baseline_validation);
+  j["final_validation_nll"] = num(r.final_validation);
+  j["baseline_short_nll"] = num(r.baseline_short);
+  j["final_short_nll"] = num(r.final_short);
+  j["evaluations"] = r.evaluations;
+  j["seconds"] = secs;
+  j["rope"] = {{"type", qroar::to_string(sc.type)}, {"factor", sc.factor}, {"original_ctx", sc.original_ctx}};
+  j["quant"] = o.model.quant;
+  j["scales"] = qroar::band_scales_to_json(r.scales, m.config);
+  return j;
+}
+
+int run_search(const search_command_options& o) {
+  const auto model = o.model.load_model();
+  qroar::search_options so;
+  so.scaling = o.model.scaling(model);
+  so.quant = o.model.quant_spec();
+  so.bands = o.model.band_partition(model);
+  so.variant = qroar::scale_variant_from_string(o.variant);
+  so.granularity = qroar::scale_granularity_from_string(o.granularity);
+  so.grid_min = o.grid_min;
+  so.grid_max = o.grid_max;
+  so.grid_points = o.grid_points;
+  so.passes = o.passes;
+  so.order = o.order == "natural" ? qroar::band_order::natural : qroar::band_order::pressure;
+  if (o.order != "natural" && o.order != "pressure") throw qroar_cli::usage_error("--order must be pressure or natural");
+  if (o.objective == "dev_nll") so.objective = qroar::search_objective::dev_nll;
+  else if (o.objective == "layer_local") so.objective = qroar::search_objective::layer_local;
+  else throw qroar_cli::usage_error("--objective must be dev_nll or layer_local");
+  so.short_guard = o.no_guard ? -1.0 : o.guard;
+  so.min_improvement = o.min_improvement;
+  so.force_futile = o.force;
+  so.threads = o.model.threads;
+  const int ctx = o.model.ctx, l0 = model.config.original_ctx;
+  const auto dev = windows_from(o.model, o.dev, model, ctx, o.dev_windows);
+  if (dev.empty()) throw qroar_cli::usage_error("the dev files hold fewer tokens than one window of --ctx " + std::to_string(ctx));
+  if (!o.validation.empty()) {
+    so.validation_windows = windows_from(o.model, o.validation, model, ctx, o.validation_windows);
+    if (so.validation_windows.empty()) throw qroar_cli::usage_error("the validation files hold fewer tokens than one window");
+  }
+  // short-context guard: the first L0 tokens of the validation windows (text the search does not fit), else of dev
+  for (const auto& w : so.validation_windows.empty() ? dev : so.validation_windows)
+    so.short_windows.emplace_back(w.begin(), w.begin() + std::min<std::size_t>(w.size(), static_cast<std::size_t>(l0)));
+  const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
+  if (!o.model.quiet && !o.model.json) fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
+  qroar_cli::progress_bar bar("search", o.model.quiet || o.model.json);
+  so.progress = [&](const qroar::search_progress& p) { bar.update(p.evaluations, p.planned); };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = qroar::search_band_scales(model, dev, so);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  bar.finish();
+  if (!o.output.empty() && !r.skipped) {
+    nlohmann::ordered_json prov = {{"tool", std::string("qroar ") + qroar::version_string},
+                                   {"model", o.model.model_path},
+                                   {"rope", {{"type", qroar::to_string(so.scaling.type)}, {"factor", so.scaling.factor},
+                                             {"original_ctx", so.scaling.original_ctx}}},
+                                   {"quant", o.model.quant},
+                                   {"ctx", ctx},
+                                   {"objective", o.objective},
+                                   {"baseline_objective", r.baseline_objective},
+                                   {"final_objective", r.final_objective}};
+    qroar::write_band_scales(o.output, r.scales, model.config, prov);
+  }
+  if (o.model.json) {
+    std::cout << result_json(r, model, o, so.scaling, secs).dump() << "\n";
+    return 0;
+  }
+  fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n", o.variant,
+             o.granularity, so.bands.size(), o.objective, r.grid.size(), o.grid_min, o.grid_max);
+  fmt::print("RoPE {} x{} at ctx {}, quantization '{}'\n", qroar::to_string(so.scaling.type), so.scaling.factor, ctx,
+             o.model.quant.empty() ? "none" : o.model.quant);
+  fmt::print("equivariance: {}\n", r.equivariance.summary());
+  if (r.skipped) {
+    fmt::print("{}\n(use --variant query_only or independent, or --force to run it anyway)\n", r.message);
+    return 0;
+  }
+  fmt::print("dev {}: {:.6f} -> {:.6f} ({:+.2f}%)\n", o.objective, r.baseline_objective, r.final_objective,
+             100.0 * (r.final_objective / r.baseline_objective - 1.0));
+  if (std::isfinite(r.baseline_validation))
+    fmt::print("validation ppl: {:.4f} -> {:.4f} ({:+.2f}%)\n", std::exp(r.baseline_validation),
+               std::exp(r.final_validation), 100.0 * (std::exp(r.final_validation - r.baseline_validation) - 1.0));
+  if (std::isfinite(r.baseline_short))
+    fmt::print("short-context ppl (ctx {}): {:.4f} -> {:.4f} ({:+.2f}%)\n", l0, std::exp(r.baseline_short),
+               std::exp(r.final_short), 100.0 * (std::exp(r.final_short - r.baseline_short) - 1.0));
+  fmt::print("{} evaluations in {:.1f} s\n\n{:>6} {:>12}", r.evaluations, secs, "unit", "");
+  for (std::size_t b = 0; b < so.bands.size(); ++b) fmt::print(" {:>11}", fmt::format("band {} q/k", b));
+  fmt::print("\n");
+  for (int u = 0; u < r.scales.units(); ++u) {
+    fmt::print("{:>6} {:>12}", u, "");
+    for (std::size_t b = 0; b < so.bands.size(); ++b)
+      fmt::print(" {:>5.3f}/{:<5.3f}", r.scales.query[r.scales.index(u, static_cast<int>(b))],
+                 r.scales.key[r.scales.index(u, static_cast<int>(b))]);
+    fmt::print("\n");
+  }
+  if (!o.output.empty()) fmt::print("\nwrote {}\n", o.output);
+  return 0;
+}
+
+const qroar_cli::registrar reg{{"search", [](CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<search_command_options>();
+  app.description("Search per-band W_Q/W_K scales (Q-ROAR) for a quantized model under a RoPE interpolation");
+  app.footer(
+      "Examples:\n"
+      "  qroar search --model stories260K.bin --dev dev.txt --validation val.txt --ctx 2048 --rope yarn --factor 4 \\\n"
+      "      --quant kv:k4:token:g8:post-rope --grid-min 0.25 --grid-max 4 -o scales.json\n"
+      "  qroar search --model gutenberg-3m/model.bin --dev a.txt --dev b.txt --ctx 1024 --rope ntk --factor 4 \\\n"
+      "      --quant rtn:w3:g32 --variant query_only --granularity per_layer -o scales.json");
+  o->model.add_to(app, /*needs_text=*/false);
+  app.add_option("--ctx", o->model.ctx, "dev window length (longer than the trained context)")->required()
+      ->check(CLI::Range(2, 1 << 24));
+  app.add_option("--dev", o->dev, "dev text or token-id files (repeat for several documents)")->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--dev-windows", o->dev_windows, "dev windows in all (spread over the files)")->check(CLI::PositiveNumber);
+  app.add_option("--validation", o->validation, "held-out files for accepting a step and for the short-context guard")
+      ->check(CLI::ExistingFile);
+  app.add_option("--validation-windows", o->validation_windows, "validation windows in all")->check(CLI::PositiveNumber);
+  app.add_option("--variant", o->variant, "symmetric (W_Q*g, W_K/g), query_only or independent")
+      ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
+  app.add_option("--granularity", o->granularity, "global, per_layer or per_layer_kv_head")
+      ->check(CLI::IsMember({"global", "per_layer", "per_layer_kv_head"}));
+  app.add_option("--grid-min", o->grid_min, "smallest factor")->check(CLI::PositiveNumber);
+  app.add_option("--grid-max", o->grid_max, "largest factor")->check(CLI::PositiveNumber);
+  app.add_option("--grid-points", o->grid_points, "log-spaced grid points (1 is always included)")->check(CLI::Range(1, 1000));
+  app.add_option("--order", o->order, "band order: pressure (descending Interpolation Pressure) or natural");
+  app.add_option("--passes", o->passes, "coordinate-descent passes")->check(CLI::Range(1, 100));
+  app.add_option("--objective", o->objective, "dev_nll (end to end) or layer_local (attention-output error)");
+  app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");
+  app.add_option("--min-improvement", o->min_improvement, "relative dev improvement a step needs")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--force", o->force, "run the symmetric search even when the equivariance check says it is a no-op");
+  app.add_option("-o,--output", o->output, "write the band scales JSON here");
+  run = [o] { return run_search(*o); };
+}}};
+
+}  // namespace
