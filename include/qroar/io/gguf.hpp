@@ -506,6 +506,7 @@ class gguf_file {
     if (!ggml_type_is_convertible(info.type))
       throw unsupported(path() + ": tensor '" + info.name + "': cannot dequantize ggml type " + to_string(info.type));
     qroar::tensor t(static_cast<Eigen::Index>(info.n_rows()), static_cast<Eigen::Index>(info.ne[0]));
+    if (info.n_elements() == 0) return t;  // ne = {0, 2^40}: no data, and no 2^40 empty rows to walk
     const std::uint64_t row_bytes = info.row_size();
     const std::uint8_t* src = tensor_data(info);
     for (std::int64_t r = 0; r < info.n_rows(); ++r)

@@ -56,6 +56,8 @@ inline nlohmann::json parse_json_file(const std::string& path) {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw format_error(path, "", e.byte > 0 ? e.byte - 1 : 0, std::string("not valid JSON: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {  // out_of_range 406: a number overflowing double (1e999)
+    throw format_error(path, "", 0, std::string("not valid JSON: ") + e.what());
   }
 }
 

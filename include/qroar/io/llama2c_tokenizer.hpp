@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <queue>
@@ -53,8 +54,11 @@ class llama2c_tokenizer final : public tokenizer {
     max_token_length_ = read_i32("max_token_length");
     if (max_token_length_ < 0)
       throw format_error(path, "", 0, "max_token_length is negative (" + std::to_string(max_token_length_) + ")");
-    pieces_.reserve(static_cast<std::size_t>(vocab_size));
-    scores_.reserve(static_cast<std::size_t>(vocab_size));
+    // Each entry takes at least 8 bytes: a vocab_size beyond that is caught below without reserving for it.
+    const std::uint64_t at_most = file.size() / 8;
+    const auto expected = static_cast<std::size_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(vocab_size), at_most));
+    pieces_.reserve(expected);
+    scores_.reserve(expected);
     for (int i = 0; i < vocab_size; ++i) {
       const std::uint64_t entry = offset;
       float score;

@@ -53,7 +53,12 @@ inline std::vector<double> json_number_list(const nlohmann::json& obj, const cha
 // Conventions (docs/rope.md): yarn/llama3/longrope take L0 from the scaling's original_max_position_embeddings,
 // else from the top-level key of that name, else from max_position_embeddings; a missing yarn factor is Lmax/L0;
 // longrope with a top-level original_max_position_embeddings uses factor = Lmax/L0 (Phi-3); dynamic uses Lmax.
-inline hf_rope_settings parse_hf_rope(const nlohmann::json& config, const std::string& where = "config.json") {
+// Errors: invalid_argument (values out of range, an unknown scaling type), format_error (a key of the wrong JSON
+// type, a required key missing: the file is malformed).
+inline hf_rope_settings parse_hf_rope(const nlohmann::json& config, const std::string& where = "config.json");
+
+namespace detail {
+inline hf_rope_settings parse_hf_rope_json(const nlohmann::json& config, const std::string& where) {
   if (!config.is_object()) throw invalid_argument(where + ": expected a JSON object");
   hf_rope_settings out;
   const nlohmann::json* params = nullptr;
@@ -125,6 +130,15 @@ inline hf_rope_settings parse_hf_rope(const nlohmann::json& config, const std::s
   }
   if (sc.type != rope_type::none) sc.validate(out.dims);
   return out;
+}
+}  // namespace detail
+
+inline hf_rope_settings parse_hf_rope(const nlohmann::json& config, const std::string& where) {
+  try {
+    return detail::parse_hf_rope_json(config, where);
+  } catch (const nlohmann::json::exception& e) {
+    throw format_error(where, "", 0, std::string("bad RoPE settings: ") + e.what());
+  }
 }
 
 }  // namespace v0

@@ -220,6 +220,9 @@ class safetensors_file {
       for (const auto& d : *sh) {
         if (!d.is_number_unsigned()) throw format_error(file, name, 8, "'shape' entries must be non-negative integers");
         const auto dv = d.get<std::uint64_t>();
+        // Dimensions become Eigen indices (int64); [0, 2^64-1] has 0 elements but no valid matrix shape.
+        if (dv > static_cast<std::uint64_t>(INT64_MAX))
+          throw format_error(file, name, 8, "shape " + sh->dump() + ": dimension " + std::to_string(dv) + " exceeds 2^63 - 1");
         if (!detail::model_io::checked_mul(elements, dv, elements))
           throw format_error(file, name, 8, "shape " + sh->dump() + " overflows 64 bits");
         t.shape.push_back(dv);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cmath>
 #include <string>
 
 #include "../error.hpp"
@@ -43,9 +44,11 @@ struct llama_config {
     if (head_dim == 0 && dim % n_heads != 0) bad("dim must be a multiple of n_heads");
     if (head_size() % 2 != 0) bad("head_dim must be even");
     if (rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_size()) bad("rotary_dim must be even and <= head_dim");
-    if (!(rope_theta > 1.0)) bad("rope_theta must be > 1");
-    if (!(norm_eps > 0.0f)) bad("norm_eps must be positive");
-    if (dim > (1 << 20) || hidden_dim > (1 << 22) || n_layers > 4096 || n_heads > 4096 || vocab_size > (1 << 24))
+    if (!(rope_theta > 1.0) || !std::isfinite(rope_theta)) bad("rope_theta must be finite and > 1");
+    if (!(norm_eps > 0.0f) || !std::isfinite(norm_eps)) bad("norm_eps must be positive and finite");
+    // head_dim is capped too, so that q_dim() and kv_dim() (n_heads * head_dim) cannot overflow int.
+    if (dim > (1 << 20) || hidden_dim > (1 << 22) || n_layers > 4096 || n_heads > 4096 || vocab_size > (1 << 24) ||
+        head_dim > (1 << 16))
       bad("sizes are implausibly large");
   }
 };

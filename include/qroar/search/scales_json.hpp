@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -67,24 +68,34 @@ inline nlohmann::ordered_json band_scales_to_json(const band_scales& s, const ll
 // Parses and validates a band-scales document against a model. `where` names the file in errors.
 inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_config& c, const std::string& where) {
   auto bad = [&](const std::string& what) -> invalid_argument { return invalid_argument(where + ": " + what); };
+  // An integer field in [0, 2^31): get<int>() would convert a float (1e300) or a large integer with undefined
+  // behaviour.
+  auto int_at = [&](const nlohmann::json& obj, const char* key) -> int {
+    const auto& v = obj.at(key);
+    if (!v.is_number_integer() || (v.is_number_unsigned() ? v.get<std::uint64_t>() > INT32_MAX
+                                                         : v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > INT32_MAX))
+      throw bad(std::string("'") + key + "' must be a non-negative integer");
+    return static_cast<int>(v.get<std::int64_t>());
+  };
   try {
     if (!j.is_object() || j.value("format", std::string()) != "qroar-band-scales")
       throw bad("not a qroar band-scales file (\"format\": \"qroar-band-scales\" missing)");
-    if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != 1)
+    if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<std::int64_t>() != 1)
       throw bad("unsupported band-scales version (expected 1)");
     const auto& m = j.at("model");
     const auto geom = c.rope_geometry();
-    if (m.at("n_layers").get<int>() != c.n_layers || m.at("n_heads").get<int>() != c.n_heads ||
-        m.at("n_kv_heads").get<int>() != c.n_kv_heads || m.at("head_dim").get<int>() != c.head_size() ||
-        m.at("rotary_dim").get<int>() != geom.rotary())
+    if (int_at(m, "n_layers") != c.n_layers || int_at(m, "n_heads") != c.n_heads ||
+        int_at(m, "n_kv_heads") != c.n_kv_heads || int_at(m, "head_dim") != c.head_size() ||
+        int_at(m, "rotary_dim") != geom.rotary())
       throw bad("the scales were made for another model shape (layers, heads, KV heads, head_dim, rotary_dim)");
     const auto variant = scale_variant_from_string(j.at("variant").get<std::string>());
     const auto granularity = scale_granularity_from_string(j.at("granularity").get<std::string>());
     std::vector<int> edges;
     int expected_first = 0;
     for (const auto& b : j.at("bands")) {
-      const int first = b.at("first_pair").get<int>(), last = b.at("last_pair").get<int>();
-      if (first != expected_first || last < first) throw bad("bands must be contiguous and start at pair 0");
+      const int first = int_at(b, "first_pair"), last = int_at(b, "last_pair");
+      if (first != expected_first || last < first || last >= geom.pairs())
+        throw bad("bands must be contiguous, start at pair 0 and end at the last pair");
       edges.push_back(first);
       expected_first = last + 1;
     }
@@ -122,7 +133,8 @@ inline band_scales read_band_scales(const std::string& path, const llama_config&
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw invalid_argument(path + ": not valid JSON: " + e.what());
+    const auto* pe = dynamic_cast<const nlohmann::json::parse_error*>(&e);
+    throw format_error(path, "", pe && pe->byte > 0 ? pe->byte - 1 : 0, std::string("not valid JSON: ") + e.what());
   }
   return band_scales_from_json(j, c, path);
 }
