@@ -3,6 +3,7 @@
 #pragma once
 
 #include "kernels/attention.hpp"
+#include "kernels/gemm.hpp"
 #include "kernels/logsumexp.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/swiglu.hpp"

@@ -4,10 +4,12 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "../detail/parallel.hpp"
 #include "../kernels/attention.hpp"
+#include "../kernels/gemm.hpp"
 #include "../kernels/logsumexp.hpp"
 #include "../kernels/norm.hpp"
 #include "../kernels/swiglu.hpp"
@@ -58,31 +60,92 @@ struct kv_cache {
 
 namespace detail {
 
-// Rows per task of the row-split GEMMs and query rows per attention task: fixed, so the floating-point
+// Rows and features per GEMM task and query rows per attention task: fixed task shapes, so the floating-point
 // work of every output element is the same whatever the thread count.
 inline constexpr Eigen::Index gemm_row_chunk = 64;
 inline constexpr Eigen::Index gemm_col_chunk = 256;
 inline constexpr Eigen::Index attention_query_block = 64;
 
-// out = x * w^T, x: (n, in), w: (out_features, in) -> out: (n, out_features).
-inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int threads) {
-  out.resize(x.rows(), w.rows());
-  const Eigen::Index n = x.rows();
-  if (n >= gemm_row_chunk) {
-    const int tasks = static_cast<int>((n + gemm_row_chunk - 1) / gemm_row_chunk);
-    parallel_for(tasks, threads, [&](int t) {
-      const Eigen::Index r0 = t * gemm_row_chunk, m = std::min(gemm_row_chunk, n - r0);
-      out.middleRows(r0, m).noalias() = x.middleRows(r0, m) * w.transpose();
-    });
-  } else {  // few tokens (decoding): split the output features instead
-    const Eigen::Index f = w.rows();
-    const int tasks = static_cast<int>((f + gemm_col_chunk - 1) / gemm_col_chunk);
-    parallel_for(tasks, threads, [&](int t) {
-      const Eigen::Index c0 = t * gemm_col_chunk, m = std::min(gemm_col_chunk, f - c0);
-      out.middleCols(c0, m).noalias() = x * w.middleRows(c0, m).transpose();
-    });
-  }
+// Per-thread scratch, 64-byte aligned; grows, never shrinks. Slot 0: attention tasks, slot 1: packed weights.
+inline float* scratch(int slot, std::size_t floats) {
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> buffers[2];
+  auto& b = buffers[slot];
+  if (b.size() < floats) b.resize(floats);
+  return b.data();
 }
+
+// out = x * w^T, x: (n, in), w: (out_features, in) -> out: (n, out_features), by kernels::gemm_nt: w is packed once
+// per call (in parallel over feature panels), then tasks of (gemm_row_chunk rows, gemm_col_chunk features) run
+// the kernel. Each output element is the same FMA sequence whatever the split, so the thread count never matters.
+inline constexpr Eigen::Index gemm_panels_per_task =
+    std::max<Eigen::Index>(1, gemm_col_chunk / kernels::gemm_panel_width<xsimd::default_arch>());
+
+// Packs w for kernels::gemm_nt into this thread's scratch (slot 1), in parallel over groups of panels.
+inline const float* pack_transposed(const tensor& w, int threads) {
+  using arch = xsimd::default_arch;
+  constexpr Eigen::Index P = kernels::gemm_panel_width<arch>();
+  const Eigen::Index features = w.rows(), in = w.cols(), panels = (features + P - 1) / P;
+  float* packed = scratch(1, kernels::packed_weights_size(features, in, P));
+  const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
+  parallel_for(static_cast<int>(groups), threads, [&](int g) {
+    const Eigen::Index p0 = g * gemm_panels_per_task;
+    kernels::pack_weights{}(arch{}, w.data(), w.cols(), features, in, p0, std::min(panels, p0 + gemm_panels_per_task),
+                            packed);
+  });
+  return packed;
+}
+
+inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int threads) {
+  using arch = xsimd::default_arch;
+  constexpr Eigen::Index P = kernels::gemm_panel_width<arch>();
+  QROAR_ASSERT(x.cols() == w.cols(), "matmul_transposed: x and w must have the same number of columns");
+  const Eigen::Index n = x.rows(), features = w.rows(), in = w.cols();
+  out.resize(n, features);
+  if (n == 0 || features == 0) return;
+  const float* packed = pack_transposed(w, threads);
+  const Eigen::Index panels = (features + P - 1) / P;
+  const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
+  const Eigen::Index row_tasks = (n + gemm_row_chunk - 1) / gemm_row_chunk;
+  parallel_for(static_cast<int>(row_tasks * groups), threads, [&](int t) {
+    const Eigen::Index r0 = (t / groups) * gemm_row_chunk, p0 = (t % groups) * gemm_panels_per_task;
+    kernels::gemm_nt{}(arch{}, x.data() + r0 * x.cols(), x.cols(), std::min(gemm_row_chunk, n - r0), packed, features,
+                       in, p0, std::min(panels, p0 + gemm_panels_per_task), out.data() + r0 * out.cols(), out.cols());
+  });
+}
+
+// Activation buffers of one forward pass, reused across calls on the same thread so that evaluating window after
+// window allocates (and page-faults) nothing new: resize() keeps the storage when the shape is unchanged.
+struct forward_buffers {
+  tensor x, xb, q, k, v, att, proj, h1, h3, hidden;
+  kv_cache cache;
+};
+
+// Lends this thread's buffers for the lifetime of the lease; a nested forward pass (a hook running one) gets its
+// own set, one per nesting depth.
+class forward_buffers_lease {
+ public:
+  forward_buffers_lease() {
+    pool& p = this_thread();
+    if (p.depth == p.sets.size()) p.sets.push_back(std::make_unique<forward_buffers>());
+    buffers_ = p.sets[p.depth++].get();
+  }
+  ~forward_buffers_lease() { --this_thread().depth; }
+  forward_buffers_lease(const forward_buffers_lease&) = delete;
+  forward_buffers_lease& operator=(const forward_buffers_lease&) = delete;
+  forward_buffers& operator*() const noexcept { return *buffers_; }
+  forward_buffers* operator->() const noexcept { return buffers_; }
+
+ private:
+  struct pool {
+    std::vector<std::unique_ptr<forward_buffers>> sets;
+    std::size_t depth = 0;
+  };
+  static pool& this_thread() {
+    thread_local pool p;
+    return p;
+  }
+  forward_buffers* buffers_;
+};
 
 // RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * g, per row (kernels::rmsnorm).
 inline void rmsnorm_rows(const tensor& x, const vector& g, float eps, tensor& out) {
@@ -90,13 +153,6 @@ inline void rmsnorm_rows(const tensor& x, const vector& g, float eps, tensor& ou
   for (Eigen::Index t = 0; t < x.rows(); ++t)
     kernels::rmsnorm{}(xsimd::default_arch{}, x.data() + t * x.cols(), g.data(), static_cast<std::size_t>(x.cols()),
                        eps, out.data() + t * out.cols());
-}
-
-// Per-thread scratch of the attention tasks (logits of one query block, kernel workspaces); grows, never shrinks.
-inline float* attention_scratch(std::size_t floats) {
-  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-  if (scratch.size() < floats) scratch.resize(floats);
-  return scratch.data();
 }
 
 // Causal attention of query rows [r0, r0 + m) of head h against keys [0, start + r0 + m) of its KV head:
@@ -109,7 +165,7 @@ inline void attention_block(const tensor& q, const tensor& K, const tensor& V, i
   const std::size_t logits = static_cast<std::size_t>(keys * ldt);
   const std::size_t work = std::max(kernels::attention_logits_workspace(m, hd),
                                     kernels::attention_weighted_sum_workspace(m, hd));
-  float* sT = attention_scratch(logits + work + static_cast<std::size_t>(ldt));
+  float* sT = scratch(0, logits + work + static_cast<std::size_t>(ldt));
   float* ws = sT + logits;  // logits is a multiple of 32 floats: ws stays 64-byte aligned
   float* inv_sum = ws + work;
   const xsimd::default_arch arch{};
@@ -136,7 +192,10 @@ inline void forward_layers(const llama_model& model, tensor& x, int first_layer,
   QROAR_ASSERT(start + n <= cache.capacity(), "kv cache too small");
   QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
   QROAR_ASSERT(first_layer >= 0 && first_layer <= c.n_layers, "first_layer out of range");
-  tensor xb, q, k, v, att(n, c.q_dim()), proj, h1, h3;
+  const detail::forward_buffers_lease lease;
+  tensor &xb = lease->xb, &q = lease->q, &k = lease->k, &v = lease->v, &att = lease->att, &proj = lease->proj,
+         &h1 = lease->h1, &h3 = lease->h3;
+  att.resize(n, c.q_dim());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   auto rotate = [&](tensor& m, int heads) {
     for (Eigen::Index t = 0; t < n; ++t)
@@ -241,20 +300,46 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
                                       int threads = 0, const forward_hooks* hooks = nullptr) {
   const auto n = static_cast<Eigen::Index>(tokens.size());
   if (n < 2) return {};
-  kv_cache cache(model.config, static_cast<int>(n));
-  const tensor hidden = forward_hidden(model, tokens, cache, table, threads, hooks);
+  // forward_hidden, with this thread's reusable buffers and KV cache (every cache row read is written first)
+  const detail::forward_buffers_lease lease;
+  kv_cache& cache = lease->cache;
+  const llama_config& c = model.config;
+  if (cache.capacity() != n || static_cast<int>(cache.k.size()) != c.n_layers || cache.k.front().cols() != c.kv_dim()) {
+    cache.k.assign(static_cast<std::size_t>(c.n_layers), tensor(n, c.kv_dim()));
+    cache.v.assign(static_cast<std::size_t>(c.n_layers), tensor(n, c.kv_dim()));
+  }
+  cache.length = 0;
+  tensor& x = lease->x;
+  x.resize(n, c.dim);
+  for (Eigen::Index t = 0; t < n; ++t) {
+    const int id = tokens[static_cast<std::size_t>(t)];
+    if (id < 0 || id >= c.vocab_size)
+      throw invalid_argument("token id " + std::to_string(id) + " out of range [0, " + std::to_string(c.vocab_size) + ")");
+    x.row(t) = model.token_embedding.row(id);
+  }
+  forward_layers(model, x, 0, cache, table, threads, hooks);
+  tensor& hidden = lease->hidden;
+  if (hooks && hooks->last_layer >= 0) {
+    hidden = x;
+  } else {
+    detail::rmsnorm_rows(x, model.final_norm, c.norm_eps, hidden);
+  }
   std::vector<double> nll(static_cast<std::size_t>(n - 1));
   const tensor& cls = model.classifier();
+  using arch = xsimd::default_arch;
+  const Eigen::Index vocab = cls.rows(), dim = cls.cols();
+  const Eigen::Index panels = (vocab + kernels::gemm_panel_width<arch>() - 1) / kernels::gemm_panel_width<arch>();
+  const float* packed = detail::pack_transposed(cls, threads);
   const Eigen::Index chunk = detail::gemm_row_chunk;
   const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
   detail::parallel_for(tasks, threads, [&](int task) {
     const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
-    const tensor logits = hidden.middleRows(r0, m) * cls.transpose();
+    float* logits = detail::scratch(0, static_cast<std::size_t>(m * vocab));  // (m, vocab)
+    kernels::gemm_nt{}(arch{}, hidden.data() + r0 * dim, dim, m, packed, vocab, dim, 0, panels, logits, vocab);
     for (Eigen::Index i = 0; i < m; ++i) {
-      const double lse = kernels::logsumexp{}(xsimd::default_arch{}, logits.data() + i * logits.cols(),
-                                              static_cast<std::size_t>(logits.cols()));
+      const double lse = kernels::logsumexp{}(arch{}, logits + i * vocab, static_cast<std::size_t>(vocab));
       const int target = tokens[static_cast<std::size_t>(r0 + i + 1)];
-      nll[static_cast<std::size_t>(r0 + i)] = lse - static_cast<double>(logits(i, target));
+      nll[static_cast<std::size_t>(r0 + i)] = lse - static_cast<double>(logits[i * vocab + target]);
     }
   });
   return nll;
