@@ -237,5 +237,41 @@ inline error_profile compare_captures(const llama_config& c, const std::vector<l
   return e;
 }
 
+// Loss-based Interpolation Pressure per band: [NLL(theta'_B * (1 + eps)) - NLL(theta')] / eps, the mean dev NLL of
+// `model` (with `hooks`) when only band B's effective frequencies are scaled by (1 + eps). One evaluation per band
+// plus the baseline. Windows run at positions 0..n-1 with `scaling` (seq_len = longest window).
+inline std::vector<double> loss_interpolation_pressure(const llama_model& model,
+                                                       const std::vector<std::vector<int>>& windows,
+                                                       const rope_scaling& scaling, const band_partition& bands,
+                                                       const forward_hooks* hooks = nullptr, double epsilon = 0.05,
+                                                       int threads = 0) {
+  if (windows.empty()) throw invalid_argument("loss-based Interpolation Pressure needs at least one window");
+  const rope_dims dims = model.config.rope_geometry();
+  int longest = 0;
+  for (const auto& w : windows) longest = std::max(longest, static_cast<int>(w.size()));
+  const auto inv = inverse_frequencies(scaling, dims, longest);
+  const double a = attention_factor(scaling, dims, longest);
+  std::vector<int> positions(static_cast<std::size_t>(longest));
+  std::iota(positions.begin(), positions.end(), 0);
+  auto mean_nll = [&](const std::vector<double>& freqs) {
+    const rope_table table(dims, freqs, a, positions);
+    double sum = 0.0;
+    long long n = 0;
+    for (const auto& w : windows) {
+      for (double v : window_nll(model, w, table, threads, hooks)) sum += v;
+      n += static_cast<long long>(w.size()) - 1;
+    }
+    return sum / static_cast<double>(n);
+  };
+  const double base = mean_nll(inv);
+  std::vector<double> out;
+  for (const auto& b : bands.bands) {
+    auto f = inv;
+    for (int j = b.first_pair; j <= b.last_pair; ++j) f[static_cast<std::size_t>(j)] *= 1.0 + epsilon;
+    out.push_back((mean_nll(f) - base) / epsilon);
+  }
+  return out;
+}
+
 }  // namespace v0
 }  // namespace qroar
