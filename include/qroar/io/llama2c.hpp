@@ -64,11 +64,14 @@ inline constexpr double llama2c_freq_cis_tolerance = 4.0 / 16777216.0;
 namespace detail {
 namespace llama2c_io {
 
+// Names are built on demand: a header claiming 4096 layers lists 36 000 arrays, and hostile headers are common.
 struct entry {
-  std::string name;
+  const char* base = "";
+  int layer = -1;  // -1: not a per-layer array
   std::uint64_t rows = 0, cols = 0;
   std::uint64_t offset = 0;  // byte offset in the file
   std::uint64_t bytes() const noexcept { return rows * cols * 4; }
+  std::string name() const { return layer < 0 ? std::string(base) : std::string(base) + "[" + std::to_string(layer) + "]"; }
 };
 
 inline const char* field_name(int i) noexcept {
@@ -109,27 +112,28 @@ inline std::vector<entry> plan(const llama2c_header& h, const std::string& file,
   const std::uint64_t seq = static_cast<std::uint64_t>(h.seq_len);
 
   std::vector<entry> out;
+  out.reserve(static_cast<std::size_t>(h.n_layers) * 9 + 5);
   std::uint64_t offset = llama2c_header_bytes;
-  auto add = [&](std::string name, std::uint64_t rows, std::uint64_t cols) {
+  auto add = [&](const char* name, std::uint64_t rows, std::uint64_t cols, int layer = -1) {
     std::uint64_t n = 0, bytes = 0, next = 0;
+    const entry e{name, layer, rows, cols, offset};
     if (!model_io::checked_mul(rows, cols, n) || !model_io::checked_mul(n, 4, bytes) ||
         !model_io::checked_add(offset, bytes, next))
-      throw format_error(file, name, offset, "llama2.c header implies a size that overflows 64 bits");
-    out.push_back(entry{std::move(name), rows, cols, offset});
+      throw format_error(file, e.name(), offset, "llama2.c header implies a size that overflows 64 bits");
+    out.push_back(e);
     offset = next;
   };
   add("token_embedding_table", vocab, dim);
   const auto L = static_cast<int>(h.n_layers);
-  const auto layered = [](const char* name, int l) { return std::string(name) + "[" + std::to_string(l) + "]"; };
-  for (int l = 0; l < L; ++l) add(layered("rms_att_weight", l), 1, dim);
-  for (int l = 0; l < L; ++l) add(layered("wq", l), dim, dim);
-  for (int l = 0; l < L; ++l) add(layered("wk", l), kv_dim, dim);
-  for (int l = 0; l < L; ++l) add(layered("wv", l), kv_dim, dim);
-  for (int l = 0; l < L; ++l) add(layered("wo", l), dim, dim);
-  for (int l = 0; l < L; ++l) add(layered("rms_ffn_weight", l), 1, dim);
-  for (int l = 0; l < L; ++l) add(layered("w1", l), hidden, dim);
-  for (int l = 0; l < L; ++l) add(layered("w2", l), dim, hidden);
-  for (int l = 0; l < L; ++l) add(layered("w3", l), hidden, dim);
+  for (int l = 0; l < L; ++l) add("rms_att_weight", 1, dim, l);
+  for (int l = 0; l < L; ++l) add("wq", dim, dim, l);
+  for (int l = 0; l < L; ++l) add("wk", kv_dim, dim, l);
+  for (int l = 0; l < L; ++l) add("wv", kv_dim, dim, l);
+  for (int l = 0; l < L; ++l) add("wo", dim, dim, l);
+  for (int l = 0; l < L; ++l) add("rms_ffn_weight", 1, dim, l);
+  for (int l = 0; l < L; ++l) add("w1", hidden, dim, l);
+  for (int l = 0; l < L; ++l) add("w2", dim, hidden, l);
+  for (int l = 0; l < L; ++l) add("w3", hidden, dim, l);
   add("rms_final_weight", 1, dim);
   add("freq_cis_real", seq, head_dim / 2);
   add("freq_cis_imag", seq, head_dim / 2);
@@ -225,7 +229,7 @@ inline llama_model load_llama2c(const std::string& path) {
   if (file.size() < end) {
     for (const auto& e : plan)
       if (e.offset + e.bytes() > file.size())
-        throw format_error(path, e.name, e.offset,
+        throw format_error(path, e.name(), e.offset,
                            "truncated: the array of " + std::to_string(e.bytes()) + " bytes runs past the end of the file (" +
                                std::to_string(file.size()) + " bytes; the header implies " + std::to_string(end) + ")");
   }
@@ -257,14 +261,14 @@ inline llama_model load_llama2c(const std::string& path) {
   auto take_matrix = [&](tensor& t) {
     const io::entry& e = plan[next++];
     t.resize(static_cast<Eigen::Index>(e.rows), static_cast<Eigen::Index>(e.cols));
-    std::memcpy(t.data(), file.range(e.offset, e.bytes(), e.name), e.bytes());
-    detail::model_io::check_finite(t.data(), e.rows, e.cols, path, e.name);
+    std::memcpy(t.data(), file.range(e.offset, e.bytes(), e.name()), e.bytes());
+    detail::model_io::check_finite(t.data(), e.rows, e.cols, path, e.name());
   };
   auto take_vector = [&](vector& v) {
     const io::entry& e = plan[next++];
     v.resize(static_cast<Eigen::Index>(e.cols));
-    std::memcpy(v.data(), file.range(e.offset, e.bytes(), e.name), e.bytes());
-    detail::model_io::check_finite(v.data(), 1, e.cols, path, e.name);
+    std::memcpy(v.data(), file.range(e.offset, e.bytes(), e.name()), e.bytes());
+    detail::model_io::check_finite(v.data(), 1, e.cols, path, e.name());
   };
   take_matrix(m.token_embedding);
   m.layers.resize(static_cast<std::size_t>(h.n_layers));
@@ -358,7 +362,7 @@ inline void write_llama2c(const llama_model& model, const std::string& path, con
       if (end == src.size() && sh.dim / sh.n_heads == hd && sh.seq_len == seq_len) {
         const io::entry* real = nullptr;
         for (const auto& e : plan)
-          if (e.name == "freq_cis_real") real = &e;
+          if (std::strcmp(e.base, "freq_cis_real") == 0) real = &e;
         std::vector<float> stored(freq.size());
         std::memcpy(stored.data(), src.range(real->offset, stored.size() * sizeof(float)), stored.size() * sizeof(float));
         bool close = true;
