@@ -116,8 +116,7 @@ inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int
 // Activation buffers of one forward pass, reused across calls on the same thread so that evaluating window after
 // window allocates (and page-faults) nothing new: resize() keeps the storage when the shape is unchanged.
 struct forward_buffers {
-  tensor x, xb, q, k, v, att, proj, h1, h3, hidden;
-  kv_cache cache;
+  tensor x, xb, q, k, v, att, proj, h1, h3;
 };
 
 // Lends this thread's buffers for the lifetime of the lease; a nested forward pass (a hook running one) gets its
@@ -178,21 +177,21 @@ inline void attention_block(const tensor& q, const tensor& K, const tensor& V, i
 
 }  // namespace detail
 
-// Runs decoder layers [first_layer, n_layers) (or up to hooks->last_layer) on the residual stream `x`
-// (n, dim) of tokens at positions [cache.length, cache.length + n), in place, appending their keys and values to
-// the cache of those layers. `table` must hold rows for every position up to cache.length + n - 1. Callers that
-// cache the input of a layer (layer-wise search objectives) start here instead of at the embeddings.
-inline void forward_layers(const llama_model& model, tensor& x, int first_layer, kv_cache& cache,
-                           const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
+namespace detail {
+
+// The body of forward_layers. With cache == nullptr (a whole window at positions [0, n), nothing kept), each layer
+// attends over its own k and v blocks instead of copies in a cache, so evaluation holds one layer's K and V.
+inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_cache* cache, int start,
+                       const rope_table& table, int threads, const forward_hooks* hooks) {
   const llama_config& c = model.config;
   const auto n = x.rows();
-  const int start = cache.length;
   const int hd = c.head_size();
   QROAR_ASSERT(x.cols() == c.dim, "x must be (tokens, dim)");
-  QROAR_ASSERT(start + n <= cache.capacity(), "kv cache too small");
+  QROAR_ASSERT(cache != nullptr || start == 0, "without a cache the block must start at position 0");
+  QROAR_ASSERT(cache == nullptr || start + n <= cache->capacity(), "kv cache too small");
   QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
   QROAR_ASSERT(first_layer >= 0 && first_layer <= c.n_layers, "first_layer out of range");
-  const detail::forward_buffers_lease lease;
+  const forward_buffers_lease lease;
   tensor &xb = lease->xb, &q = lease->q, &k = lease->k, &v = lease->v, &att = lease->att, &proj = lease->proj,
          &h1 = lease->h1, &h3 = lease->h3;
   att.resize(n, c.q_dim());
@@ -208,11 +207,11 @@ inline void forward_layers(const llama_model& model, tensor& x, int first_layer,
       tensor copy = x;
       hooks->layer_input(l, start, copy);
     }
-    detail::rmsnorm_rows(x, L.attn_norm, c.norm_eps, xb);
+    rmsnorm_rows(x, L.attn_norm, c.norm_eps, xb);
     if (hooks && hooks->attention_input) hooks->attention_input(l, start, xb);
-    detail::matmul_transposed(xb, L.wq, q, threads);
-    detail::matmul_transposed(xb, L.wk, k, threads);
-    detail::matmul_transposed(xb, L.wv, v, threads);
+    matmul_transposed(xb, L.wq, q, threads);
+    matmul_transposed(xb, L.wk, k, threads);
+    matmul_transposed(xb, L.wv, v, threads);
     if (hooks && hooks->q_pre_rope) hooks->q_pre_rope(l, start, q);
     if (hooks && hooks->k_pre_rope) hooks->k_pre_rope(l, start, k);
     rotate(q, c.n_heads);
@@ -220,39 +219,56 @@ inline void forward_layers(const llama_model& model, tensor& x, int first_layer,
     if (hooks && hooks->q_post_rope) hooks->q_post_rope(l, start, q);
     if (hooks && hooks->k_post_rope) hooks->k_post_rope(l, start, k);
     if (hooks && hooks->v) hooks->v(l, start, v);
-    tensor& K = cache.k[static_cast<std::size_t>(l)];
-    tensor& V = cache.v[static_cast<std::size_t>(l)];
-    K.middleRows(start, n) = k;
-    V.middleRows(start, n) = v;
+    const tensor* K = &k;
+    const tensor* V = &v;
+    if (cache != nullptr) {
+      tensor& Kc = cache->k[static_cast<std::size_t>(l)];
+      tensor& Vc = cache->v[static_cast<std::size_t>(l)];
+      Kc.middleRows(start, n) = k;
+      Vc.middleRows(start, n) = v;
+      K = &Kc;
+      V = &Vc;
+    }
 
     // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
     // Tasks are fixed (head, row block) pairs, so the work of each output row does not depend on the thread count.
-    const Eigen::Index qblocks = (n + detail::attention_query_block - 1) / detail::attention_query_block;
-    detail::parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
+    const Eigen::Index qblocks = (n + attention_query_block - 1) / attention_query_block;
+    parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
       const int h = task / static_cast<int>(qblocks);
-      const Eigen::Index r0 = (task % qblocks) * detail::attention_query_block;
-      const Eigen::Index m = std::min(detail::attention_query_block, n - r0);
-      detail::attention_block(q, K, V, h, h / c.n_rep(), hd, start, r0, m, scale, att);
+      const Eigen::Index r0 = (task % qblocks) * attention_query_block;
+      const Eigen::Index m = std::min(attention_query_block, n - r0);
+      attention_block(q, *K, *V, h, h / c.n_rep(), hd, start, r0, m, scale, att);
     });
     if (hooks && hooks->attention_output) {
       tensor copy = att;
       hooks->attention_output(l, start, copy);
     }
-    detail::matmul_transposed(att, L.wo, proj, threads);
+    matmul_transposed(att, L.wo, proj, threads);
     x += proj;
 
     // SwiGLU FFN (Shazeer 2020): w2 (silu(w1 x) * w3 x)
-    detail::rmsnorm_rows(x, L.ffn_norm, c.norm_eps, xb);
+    rmsnorm_rows(x, L.ffn_norm, c.norm_eps, xb);
     if (hooks && hooks->ffn_input) hooks->ffn_input(l, start, xb);
-    detail::matmul_transposed(xb, L.w1, h1, threads);
-    detail::matmul_transposed(xb, L.w3, h3, threads);
+    matmul_transposed(xb, L.w1, h1, threads);
+    matmul_transposed(xb, L.w3, h3, threads);
     kernels::swiglu{}(xsimd::default_arch{}, h1.data(), h3.data(), static_cast<std::size_t>(h1.size()), h1.data());
     if (hooks && hooks->ffn_hidden) hooks->ffn_hidden(l, start, h1);
-    detail::matmul_transposed(h1, L.w2, proj, threads);
+    matmul_transposed(h1, L.w2, proj, threads);
     x += proj;
     if (hooks && hooks->last_layer == l) break;
   }
-  cache.length = start + static_cast<int>(n);
+}
+
+}  // namespace detail
+
+// Runs decoder layers [first_layer, n_layers) (or up to hooks->last_layer) on the residual stream `x`
+// (n, dim) of tokens at positions [cache.length, cache.length + n), in place, appending their keys and values to
+// the cache of those layers. `table` must hold rows for every position up to cache.length + n - 1. Callers that
+// cache the input of a layer (layer-wise search objectives) start here instead of at the embeddings.
+inline void forward_layers(const llama_model& model, tensor& x, int first_layer, kv_cache& cache,
+                           const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
+  detail::run_layers(model, x, first_layer, &cache, cache.length, table, threads, hooks);
+  cache.length += static_cast<int>(x.rows());
 }
 
 // Token embeddings of `tokens`: (n, dim). Throws invalid_argument for an id outside the vocabulary.
@@ -300,15 +316,9 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
                                       int threads = 0, const forward_hooks* hooks = nullptr) {
   const auto n = static_cast<Eigen::Index>(tokens.size());
   if (n < 2) return {};
-  // forward_hidden, with this thread's reusable buffers and KV cache (every cache row read is written first)
+  // forward_hidden with this thread's reusable buffers and no KV cache (each layer attends over its own k, v)
   const detail::forward_buffers_lease lease;
-  kv_cache& cache = lease->cache;
   const llama_config& c = model.config;
-  if (cache.capacity() != n || static_cast<int>(cache.k.size()) != c.n_layers || cache.k.front().cols() != c.kv_dim()) {
-    cache.k.assign(static_cast<std::size_t>(c.n_layers), tensor(n, c.kv_dim()));
-    cache.v.assign(static_cast<std::size_t>(c.n_layers), tensor(n, c.kv_dim()));
-  }
-  cache.length = 0;
   tensor& x = lease->x;
   x.resize(n, c.dim);
   for (Eigen::Index t = 0; t < n; ++t) {
@@ -317,8 +327,8 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
       throw invalid_argument("token id " + std::to_string(id) + " out of range [0, " + std::to_string(c.vocab_size) + ")");
     x.row(t) = model.token_embedding.row(id);
   }
-  forward_layers(model, x, 0, cache, table, threads, hooks);
-  tensor& hidden = lease->hidden;
+  detail::run_layers(model, x, 0, nullptr, 0, table, threads, hooks);
+  tensor& hidden = lease->xb;  // free after the layers
   if (hooks && hooks->last_layer >= 0) {
     hidden = x;
   } else {
