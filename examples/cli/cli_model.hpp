@@ -18,13 +18,14 @@
 #include <qroar/quant/gptq.hpp>
 #include <qroar/quant/kv_cache.hpp>
 #include <qroar/quant/weights.hpp>
+#include <qroar/search/scales_json.hpp>
 
 namespace qroar_cli {
 
 struct model_options {
   std::string model_path;
   std::string text_path, tokens_path, tokenizer_path, rope_config;
-  std::string quant, calib_path, bands = "equal:4";
+  std::string quant, calib_path, bands = "equal:4", scales_path;
   int calib_ctx = 0, calib_windows = 4;
   int ctx = 0, stride = 0, max_windows = 0, original_ctx = 0, threads = 0, bucket = 0;
   bool json = false, quiet = false;
@@ -54,6 +55,8 @@ struct model_options {
         ->excludes(rope_type_opt);
     app.add_option("--quant", quant, "simulated quantization spec, e.g. rtn:w4:g32:sym, ggml:q4_0, "
                    "kv:k4:token:g8:post-rope, or parts joined with '+' (docs/quantization.md)");
+    app.add_option("--scales", scales_path, "band-scales JSON (from qroar search) folded into W_Q/W_K before quantizing")
+        ->check(CLI::ExistingFile);
     app.add_option("--calib", calib_path, "GPTQ calibration data: token-id file or text")->check(CLI::ExistingFile);
     app.add_option("--calib-ctx", calib_ctx, "GPTQ calibration window length (default: trained context)")
         ->check(CLI::PositiveNumber);
@@ -66,11 +69,13 @@ struct model_options {
     app.add_flag("--quiet,-q", quiet, "no progress bars");
   }
 
+  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K.
   qroar::llama_model load_model() const {
     auto m = qroar::load_model(model_path);
     if (original_ctx > 0) m.config.original_ctx = original_ctx;
     if (m.config.original_ctx <= 0)
       throw usage_error(model_path + ": the model file does not state its trained context; pass --original-ctx");
+    if (!scales_path.empty()) qroar::apply_band_scales(m, qroar::read_band_scales(scales_path, m.config));
     return m;
   }
 
