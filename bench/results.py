@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Reproduces docs/results.md: perplexity of full-precision, quantized and quantized + Q-ROAR models under RoPE
+interpolation, at the trained and at the extended context, on held-out text.
+
+  /usr/bin/python3 bench/results.py --qroar build/qroar --shared ../shared --out results.jsonl [--quick]
+  /usr/bin/python3 bench/results.py --table results.jsonl > docs/results-table.md
+
+Every setting: model x interpolation (linear, ntk, yarn) x factor (4, 8) x quantizer. For each:
+  fp / quantized perplexity at the trained context L0 and at the extended context s*L0 on the evaluation text;
+  for each scale variant (symmetric, query_only, independent): `qroar search` on the dev text (acceptance on a
+  validation text), then `qroar eval --scales` on the evaluation text at both contexts.
+Dev, validation and evaluation texts are disjoint (different documents, or different parts of one stream, checked
+for shared 64-token runs below). Only the standard library is needed.
+"""
+import argparse, json, os, subprocess, sys, tempfile, time
+
+MODELS = {
+    # name: (model file, tokenizer or None, trained ctx, head_dim)
+    "stories260K": ("data/models/stories260K/stories260K.bin", None, 512, 8),
+    "llama2xs": ("data/models/llama2xs-tinystories/model.bin", "data/models/stories260K/tok512.bin", 256, 8),
+    "gutenberg-3m": ("data/models/gutenberg-3m/model.bin", None, 256, 64),
+}
+QUANTS = {
+    "rtn-w4-g32": "rtn:w4:g32:sym",
+    "rtn-w3-g32": "rtn:w3:g32:sym",
+    "ggml-q4_0": "ggml:q4_0",
+    "ggml-q4_K": "ggml:q4_K",        # rows must be multiples of 256: gutenberg-3m only
+    "kv4-token": "kv:k4v4:token:g{hd}:post-rope",
+}
+
+
+def texts(shared, model, tmp):
+    """(dev files, validation files, evaluation files) as token-id or text files."""
+    if model in ("stories260K", "llama2xs"):
+        ts = os.path.join(shared, "data/text/tinystories/tinystories_validation_head.txt")
+        raw = open(ts, encoding="utf-8").read()
+        tail = os.path.join(tmp, "tinystories_tail.txt")   # validation: the last ~150 KB of the stream
+        with open(tail, "w", encoding="utf-8") as f:
+            f.write(raw[-150000:])
+        return ([os.path.join(shared, "reference/windows/s260_dev_2048.txt")], [tail],
+                [os.path.join(shared, "reference/windows/s260_eval_12288.txt")])
+    g = os.path.join(shared, "data/text")
+    moby = open(os.path.join(g, "gutenberg/pg2701-moby-dick.txt"), encoding="utf-8-sig").read()
+    start = moby.find("*** START OF TH")
+    body = moby[moby.find("\n", start) + 1:moby.find("*** END OF TH")]
+    half = len(body) // 2
+    dev_moby, val_moby = os.path.join(tmp, "moby_first.txt"), os.path.join(tmp, "moby_second.txt")
+    open(dev_moby, "w", encoding="utf-8").write(body[:half])
+    open(val_moby, "w", encoding="utf-8").write(body[half:])
+    return ([dev_moby, os.path.join(g, "govreport/leval_govreport_00.txt")],
+            [val_moby, os.path.join(g, "govreport/leval_govreport_08.txt")],
+            [os.path.join(shared, "reference/windows/g3m_frankenstein_16k.txt"),
+             os.path.join(g, "govreport/leval_govreport_10.txt")])
+
+
+def run(cmd):
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(" ".join(cmd) + "\n" + p.stderr)
+    return json.loads(p.stdout), time.time() - t
+
+
+def evaluate(args, base, files, ctx, windows):
+    """Token-weighted mean NLL over the evaluation files."""
+    total, tokens = 0.0, 0
+    for f in files:
+        kind = "--tokens" if f.endswith(".txt") and "windows" in f else "--text"
+        out, _ = run(base + [kind, f, "--ctx", str(ctx), "--max-windows", str(windows), "--json", "-q"])
+        total += out["mean_nll"] * out["tokens_scored"]
+        tokens += out["tokens_scored"]
+    return total / tokens
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--qroar", default="build/qroar")
+    ap.add_argument("--shared", default="../shared")
+    ap.add_argument("--out", default="results.jsonl")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--quants", default=",".join(QUANTS))
+    ap.add_argument("--ropes", default="linear,ntk,yarn")
+    ap.add_argument("--factors", default="4,8")
+    ap.add_argument("--variants", default="symmetric,query_only,independent")
+    ap.add_argument("--eval-windows", type=int, default=4, help="windows per evaluation file")
+    ap.add_argument("--grid", default="0.25,4,9", help="min,max,points")
+    ap.add_argument("--table", help="print the markdown table of a results file and exit")
+    a = ap.parse_args()
+    if a.table:
+        return table(a.table)
+    gmin, gmax, gpts = a.grid.split(",")
+    done = set()
+    if os.path.exists(a.out):
+        for line in open(a.out):
+            r = json.loads(line)
+            done.add((r["model"], r["rope"], r["factor"], r["quant"]))
+    tmp = tempfile.mkdtemp(prefix="qroar-results-")
+    for model in a.models.split(","):
+        path, tok, l0, hd = MODELS[model]
+        dev, val, ev = texts(a.shared, model, tmp)
+        for rope in a.ropes.split(","):
+            for factor in [int(x) for x in a.factors.split(",")]:
+                ctx = factor * l0
+                for qname in a.quants.split(","):
+                    if qname == "ggml-q4_K" and hd < 64:
+                        continue  # rows of 64 cannot hold 256-element K-quant blocks
+                    if (model, rope, factor, qname) in done:
+                        continue
+                    spec = QUANTS[qname].format(hd=hd)
+                    base = [a.qroar, "eval", "--model", os.path.join(a.shared, path)]
+                    if tok:
+                        base += ["--tokenizer", os.path.join(a.shared, tok)]
+                    rope_args = ["--rope", rope, "--factor", str(factor)]
+                    row = {"model": model, "rope": rope, "factor": factor, "quant": qname, "spec": spec,
+                           "original_ctx": l0, "ctx": ctx}
+                    t0 = time.time()
+                    for label, extra in (("fp", []), ("quantized", ["--quant", spec])):
+                        row[label + "_long"] = evaluate(a, base + rope_args + extra, ev, ctx, a.eval_windows)
+                        row[label + "_short"] = evaluate(a, base + rope_args + extra, ev, l0, 2 * a.eval_windows)
+                    row["variants"] = {}
+                    for variant in a.variants.split(","):
+                        scales = os.path.join(tmp, f"{model}-{rope}-{factor}-{qname}-{variant}.json")
+                        cmd = [a.qroar, "search", "--model", os.path.join(a.shared, path), "--ctx", str(ctx),
+                               "--quant", spec, "--variant", variant, "--grid-min", gmin, "--grid-max", gmax,
+                               "--grid-points", gpts, "--dev-windows", "3", "--validation-windows", "2",
+                               "-o", scales, "--json", "-q"] + rope_args
+                        if tok:
+                            cmd += ["--tokenizer", os.path.join(a.shared, tok)]
+                        for f in dev:
+                            cmd += ["--dev", f]
+                        for f in val:
+                            cmd += ["--validation", f]
+                        res, secs = run(cmd)
+                        v = {"skipped": res["skipped"], "message": res["message"], "search_seconds": secs,
+                             "evaluations": res["evaluations"], "dev_before": res["baseline_objective"],
+                             "dev_after": res["final_objective"]}
+                        if not res["skipped"]:
+                            v["scales"] = res["scales"]["units"]
+                            v["long"] = evaluate(a, base + rope_args + ["--quant", spec, "--scales", scales], ev, ctx,
+                                                 a.eval_windows)
+                            v["short"] = evaluate(a, base + rope_args + ["--quant", spec, "--scales", scales], ev, l0,
+                                                  2 * a.eval_windows)
+                        row["variants"][variant] = v
+                    row["seconds"] = time.time() - t0
+                    with open(a.out, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(f"{model} {rope} x{factor} {qname}: done in {row['seconds']:.0f} s", file=sys.stderr)
+
+
+def table(path):
+    import math
+    rows = [json.loads(l) for l in open(path)]
+    print("| model | RoPE | ctx | quantizer | FP | quantized | symmetric | query_only | independent | short ctx: FP / quantized / best Q-ROAR |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ppl = lambda x: math.exp(x)
+        q = ppl(r["quantized_long"])
+        cells = []
+        best_short = None
+        for v in ("symmetric", "query_only", "independent"):
+            x = r["variants"].get(v)
+            if x is None:
+                cells.append("—")
+            elif x["skipped"]:
+                cells.append("no-op (skipped)")
+            else:
+                p = ppl(x["long"])
+                cells.append(f"{p:.3f} ({100 * (p / q - 1):+.1f}%)")
+                if best_short is None or x["long"] < best_short[0]:
+                    best_short = (x["long"], ppl(x["short"]))
+        short = f"{ppl(r['fp_short']):.3f} / {ppl(r['quantized_short']):.3f} / " + (
+            f"{best_short[1]:.3f}" if best_short else "—")
+        print(f"| {r['model']} | {r['rope']} ×{r['factor']} | {r['ctx']} | {r['spec']} | {ppl(r['fp_long']):.3f} | "
+              f"{q:.3f} | " + " | ".join(cells) + f" | {short} |")
+
+
+if __name__ == "__main__":
+    main()
