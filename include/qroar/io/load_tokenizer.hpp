@@ -48,7 +48,7 @@ inline spm_vocabulary gguf_vocabulary(const gguf_file& f) {
 // Opens the tokenizer for a model. With an explicit `tokenizer_path`: a SentencePiece `.model` (needs
 // libsentencepiece), a `.gguf` (its embedded vocabulary) or a llama2.c `tokenizer.bin` (with `vocab_size`
 // entries). Without one: a GGUF model's embedded vocabulary; a Hugging Face folder's tokenizer.model; for a
-// llama2.c checkpoint, `tokenizer.bin` or `tok<vocab_size>.bin` in the checkpoint's folder.
+// llama2.c checkpoint, `tokenizer.bin`, `tok<vocab_size>.bin` or `tokenizer.model` in the checkpoint's folder.
 inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_path, const std::string& model_path,
                                                  int vocab_size) {
   namespace fs = std::filesystem;
@@ -75,12 +75,13 @@ inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_pa
   }
   if (ends_with(model_path, ".gguf")) return open(model_path);
   const auto dir = fs::path(model_path).parent_path();
-  for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(vocab_size) + ".bin"}) {
+  for (const auto& name :
+       {std::string("tokenizer.bin"), "tok" + std::to_string(vocab_size) + ".bin", std::string("tokenizer.model")}) {
     const auto p = (dir.empty() ? fs::path(".") : dir) / name;
     if (fs::exists(p)) return open(p.string());
   }
-  throw invalid_argument(model_path + ": no tokenizer found beside the model (tokenizer.bin or tok" +
-                         std::to_string(vocab_size) + ".bin); pass --tokenizer");
+  throw invalid_argument(model_path + ": no tokenizer found beside the model (tokenizer.bin, tok" +
+                         std::to_string(vocab_size) + ".bin or tokenizer.model); pass --tokenizer");
 }
 
 }  // namespace v0
