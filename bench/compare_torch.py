@@ -154,10 +154,13 @@ def main():
     with open(a.tokens) as f:
         stream = [int(t) for t in f.read().split()]
     cli = os.path.join(a.build, "qroar")
-    if os.path.exists(cli):
-        cmd = [cli, "eval", "--model", a.model, "--tokens", a.tokens, "--ctx", str(a.ctx), "--threads",
-               str(a.threads), "--json"]
-    else:  # the library API through Google Benchmark (same evaluate_perplexity call)
+    cmd = [cli, "eval", "--model", a.model, "--tokens", a.tokens, "--ctx", str(a.ctx), "--threads",
+           str(a.threads), "--json"]
+    try:
+        run_qroar(cmd)  # also the qroar warm-up
+    except (OSError, subprocess.CalledProcessError) as e:
+        # the library API through Google Benchmark: the same evaluate_perplexity call `qroar eval` makes
+        print(f"note: `qroar eval` unavailable ({e}); using bench_eval")
         cmd = [os.path.join(a.build, "bench", "bench_eval"), f"--benchmark_filter=BM_Eval/{a.ctx}/{a.threads}/",
                "--benchmark_format=json"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "../detail/parallel.hpp"
@@ -60,6 +65,121 @@ struct kv_cache {
 
 namespace detail {
 
+// A persistent fork-join pool for the parallel regions of the forward pass (a forward pass of one window has
+// ~60 of them; starting threads for each, as detail::parallel_for does, costs ~30-100 us per region). Same
+// contract as parallel_for: tasks write disjoint memory, their work never depends on the thread that runs them
+// (so results are independent of the thread count), the first exception is rethrown after the region. Calls
+// from inside a task, or while another thread owns the pool, fall back to parallel_for.
+class fork_join_pool {
+ public:
+  static fork_join_pool& instance() {
+    static fork_join_pool pool;
+    return pool;
+  }
+
+  template <class Fn>
+  void run(int n, int threads, Fn&& fn) {
+    const int helpers = std::min(resolve_threads(threads), n) - 1;
+    if (helpers <= 0) {
+      for (int i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    if (in_task()) {  // a task of this pool (or a hook inside one) asking for parallelism
+      parallel_for(n, threads, fn);
+      return;
+    }
+    std::unique_lock<std::mutex> owner(owner_, std::try_to_lock);
+    if (!owner.owns_lock()) {  // another thread's forward pass owns the pool
+      parallel_for(n, threads, fn);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      while (static_cast<int>(workers_.size()) < helpers) {
+        const int index = static_cast<int>(workers_.size());
+        workers_.emplace_back([this, index] { worker(index); });
+      }
+      job_ = [&fn](int i) { fn(i); };
+      n_ = n;
+      next_.store(0, std::memory_order_relaxed);
+      failed_.store(false, std::memory_order_relaxed);
+      failure_ = nullptr;
+      wanted_ = helpers;
+      running_ = helpers;
+      ++generation_;
+    }
+    wake_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [&] { return running_ == 0; });
+    job_ = nullptr;
+    if (failure_) std::rethrow_exception(failure_);
+  }
+
+  ~fork_join_pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  fork_join_pool() = default;
+
+  static bool& in_task() {
+    thread_local bool flag = false;
+    return flag;
+  }
+
+  void work() {
+    in_task() = true;
+    for (;;) {
+      const int i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= n_ || failed_.load(std::memory_order_relaxed)) break;
+      try {
+        job_(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(m_);
+        if (!failed_.exchange(true)) failure_ = std::current_exception();
+      }
+    }
+    in_task() = false;
+  }
+
+  void worker(int index) {
+    unsigned long seen = 0;
+    for (;;) {
+      std::unique_lock<std::mutex> lk(m_);
+      wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (index >= wanted_) continue;
+      lk.unlock();
+      work();
+      lk.lock();
+      if (--running_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex owner_, m_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  std::function<void(int)> job_;
+  int n_ = 0, wanted_ = 0, running_ = 0;
+  unsigned long generation_ = 0;
+  std::atomic<int> next_{0};
+  std::atomic<bool> failed_{false};
+  std::exception_ptr failure_;
+  bool stop_ = false;
+};
+
+template <class Fn>
+void pool_for(int n, int threads, Fn&& fn) {
+  fork_join_pool::instance().run(n, threads, std::forward<Fn>(fn));
+}
+
 // Rows and features per GEMM task and query rows per attention task: fixed task shapes, so the floating-point
 // work of every output element is the same whatever the thread count.
 inline constexpr Eigen::Index gemm_row_chunk = 64;
@@ -87,7 +207,7 @@ inline const float* pack_transposed(const tensor& w, int threads) {
   const Eigen::Index features = w.rows(), in = w.cols(), panels = (features + P - 1) / P;
   float* packed = scratch(1, kernels::packed_weights_size(features, in, P));
   const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
-  parallel_for(static_cast<int>(groups), threads, [&](int g) {
+  pool_for(static_cast<int>(groups), threads, [&](int g) {
     const Eigen::Index p0 = g * gemm_panels_per_task;
     kernels::pack_weights{}(arch{}, w.data(), w.cols(), features, in, p0, std::min(panels, p0 + gemm_panels_per_task),
                             packed);
@@ -106,7 +226,7 @@ inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int
   const Eigen::Index panels = (features + P - 1) / P;
   const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
   const Eigen::Index row_tasks = (n + gemm_row_chunk - 1) / gemm_row_chunk;
-  parallel_for(static_cast<int>(row_tasks * groups), threads, [&](int t) {
+  pool_for(static_cast<int>(row_tasks * groups), threads, [&](int t) {
     const Eigen::Index r0 = (t / groups) * gemm_row_chunk, p0 = (t % groups) * gemm_panels_per_task;
     kernels::gemm_nt{}(arch{}, x.data() + r0 * x.cols(), x.cols(), std::min(gemm_row_chunk, n - r0), packed, features,
                        in, p0, std::min(panels, p0 + gemm_panels_per_task), out.data() + r0 * out.cols(), out.cols());
@@ -233,7 +353,7 @@ inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_
     // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
     // Tasks are fixed (head, row block) pairs, so the work of each output row does not depend on the thread count.
     const Eigen::Index qblocks = (n + attention_query_block - 1) / attention_query_block;
-    parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
+    pool_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
       const int h = task / static_cast<int>(qblocks);
       const Eigen::Index r0 = (task % qblocks) * attention_query_block;
       const Eigen::Index m = std::min(attention_query_block, n - r0);
@@ -342,7 +462,7 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
   const float* packed = detail::pack_transposed(cls, threads);
   const Eigen::Index chunk = detail::gemm_row_chunk;
   const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
-  detail::parallel_for(tasks, threads, [&](int task) {
+  detail::pool_for(tasks, threads, [&](int task) {
     const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
     float* logits = detail::scratch(0, static_cast<std::size_t>(m * vocab));  // (m, vocab)
     kernels::gemm_nt{}(arch{}, hidden.data() + r0 * dim, dim, m, packed, vocab, dim, 0, panels, logits, vocab);
