@@ -1,0 +1,168 @@
+// Shared pieces of `qroar quantize` and `qroar apply`: output format, tokenizer to embed, writing a model.
+#pragma once
+
+#include "cli_model.hpp"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include <qroar/io/gguf_model.hpp>
+#include <qroar/io/hf_model.hpp>
+#include <qroar/io/llama2c.hpp>
+#include <qroar/io/llama2c_tokenizer.hpp>
+#include <qroar/io/load_tokenizer.hpp>
+#if defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
+#include <qroar/io/sentencepiece_tokenizer.hpp>
+#endif
+
+namespace qroar_cli {
+
+enum class output_format { hf, gguf, llama2c };
+
+inline const char* to_string(output_format f) {
+  return f == output_format::hf ? "hf" : f == output_format::gguf ? "gguf" : "llama2c";
+}
+
+// --format when given, else from OUT: *.gguf -> gguf, *.bin -> llama2c, anything else (a directory, a name without
+// one of those extensions) -> a Hugging Face folder.
+inline output_format choose_output_format(const std::string& out, const std::string& forced) {
+  if (forced == "gguf") return output_format::gguf;
+  if (forced == "llama2c" || forced == "bin") return output_format::llama2c;
+  if (forced == "hf") return output_format::hf;
+  if (!forced.empty()) throw usage_error("--format must be hf, gguf or llama2c, not '" + forced + "'");
+  const std::string ext = std::filesystem::path(out).extension().string();
+  if (ext == ".gguf") return output_format::gguf;
+  if (ext == ".bin") return output_format::llama2c;
+  return output_format::hf;
+}
+
+// The vocabulary to embed in a GGUF written from a non-GGUF model: --tokenizer, else the model's own tokenizer
+// (llama2.c tokenizer.bin / tok<N>.bin beside the checkpoint; an HF folder's tokenizer.model, with
+// libsentencepiece). Empty, with `why` set, when none can be found: the GGUF is then written without a tokenizer.
+inline std::optional<qroar::spm_vocabulary> vocabulary_for(const model_options& o, const qroar::llama_model& m,
+                                                           std::string& why) {
+  namespace fs = std::filesystem;
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  std::string path = o.tokenizer_path;
+  if (path.empty()) {
+    if (m.source_format == "gguf") return std::nullopt;  // the source GGUF's tokenizer.* keys are kept
+    if (m.source_format == "hf") {
+      const auto p = fs::path(fs::is_directory(o.model_path) ? fs::path(o.model_path) : fs::path(o.model_path).parent_path()) /
+                     "tokenizer.model";
+      if (fs::exists(p)) path = p.string();
+    } else {
+      const auto dir = fs::path(o.model_path).parent_path();
+      for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(m.config.vocab_size) + ".bin"}) {
+        const auto p = (dir.empty() ? fs::path(".") : dir) / name;
+        if (fs::exists(p)) {
+          path = p.string();
+          break;
+        }
+      }
+    }
+    if (path.empty()) {
+      why = "no tokenizer found beside the model (pass --tokenizer)";
+      return std::nullopt;
+    }
+  }
+  if (ends_with(path, ".gguf")) return qroar::gguf_vocabulary(qroar::gguf_file::open(path));
+  if (ends_with(path, ".model")) {
+#if defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
+    const qroar::sentencepiece_tokenizer tok(path);
+    const auto& sp = tok.processor();
+    qroar::spm_vocabulary v;
+    for (int id = 0; id < tok.vocab_size(); ++id) {
+      v.pieces.push_back(sp.IdToPiece(id));
+      v.scores.push_back(sp.GetScore(id));
+      auto t = qroar::spm_token_type::normal;
+      if (sp.IsUnknown(id)) t = qroar::spm_token_type::unknown;
+      else if (sp.IsControl(id)) t = qroar::spm_token_type::control;
+      else if (sp.IsUnused(id)) t = qroar::spm_token_type::unused;
+      else if (sp.IsByte(id)) t = qroar::spm_token_type::byte;
+      v.types.push_back(static_cast<std::int32_t>(t));
+    }
+    v.bos_id = tok.bos_id();
+    v.eos_id = tok.eos_id();
+    v.unk_id = tok.unk_id();
+    return v;
+#else
+    why = path + ": reading a SentencePiece .model needs qroar built with libsentencepiece";
+    return std::nullopt;
+#endif
+  }
+  return qroar::spm_vocabulary_from_llama2c(qroar::llama2c_tokenizer(path, m.config.vocab_size));
+}
+
+// The storage type names of a written GGUF, with counts ("q4_0": 33, "f32": 14).
+inline std::map<std::string, int> gguf_type_counts(const std::string& path) {
+  std::map<std::string, int> counts;
+  const auto file = qroar::gguf_file::open(path);
+  for (const auto& ti : file.tensors()) ++counts[qroar::to_string(ti.type)];
+  return counts;
+}
+
+inline std::string type_counts_text(const std::map<std::string, int>& counts) {
+  std::string s;
+  for (const auto& [type, n] : counts) s += (s.empty() ? "" : ", ") + std::to_string(n) + " " + type;
+  return s;
+}
+
+// Writes `m` to `out` in `format`. GGUF: `gguf` options, the input file as source when the model came from a GGUF
+// (its metadata and tokenizer are kept), else the vocabulary of vocabulary_for. HF: f32 safetensors, plus the input
+// folder's tokenizer.model (or a --tokenizer .model) copied beside it. Returns a note for the user (may be empty).
+inline std::string write_model(const model_options& o, const qroar::llama_model& m, const std::string& out,
+                               output_format format, qroar::gguf_export_options gguf) {
+  namespace fs = std::filesystem;
+  std::string note;
+  switch (format) {
+    case output_format::gguf: {
+      std::optional<qroar::gguf_file> source;
+      if (m.source_format == "gguf") source.emplace(qroar::gguf_file::open(o.model_path));
+      if (source) gguf.source = &*source;
+      else if (gguf.storage == qroar::gguf_storage::like_source) gguf.storage = qroar::gguf_storage::f32;
+      std::optional<qroar::spm_vocabulary> vocab = vocabulary_for(o, m, note);
+      if (vocab) gguf.vocabulary = &*vocab;
+      if (!note.empty()) note = "GGUF written without a tokenizer: " + note;
+      qroar::write_gguf_model(m, out, gguf);
+      break;
+    }
+    case output_format::hf: {
+      qroar::write_hf_model(m, out, qroar::safetensors_dtype::f32);
+      std::string tok = o.tokenizer_path;
+      if (tok.empty() && m.source_format == "hf") {
+        const auto p = fs::path(fs::is_directory(o.model_path) ? fs::path(o.model_path) : fs::path(o.model_path).parent_path()) /
+                       "tokenizer.model";
+        if (fs::exists(p)) tok = p.string();
+      }
+      if (!tok.empty() && fs::path(tok).extension() == ".model")
+        fs::copy_file(tok, fs::path(out) / "tokenizer.model", fs::copy_options::overwrite_existing);
+      else
+        note = "no tokenizer.model copied into the folder (pass --tokenizer to eval it with --text)";
+      break;
+    }
+    case output_format::llama2c:
+      qroar::write_llama2c(m, out);
+      break;
+  }
+  return note;
+}
+
+inline nlohmann::ordered_json equivariance_report_json(const qroar::equivariance_report& r,
+                                                       const qroar::equivariance_probe& p) {
+  return {{"symmetric_is_noop", r.symmetric_is_noop()},
+          {"weights", {{"equivariant", r.weights}, {"reason", r.weights_reason}}},
+          {"kv", {{"equivariant", r.kv}, {"reason", r.kv_reason}}},
+          {"activations", {{"equivariant", r.activations}, {"reason", r.activations_reason}}},
+          {"summary", r.summary()},
+          {"probe",
+           {{"weights_change", p.weights_change},
+            {"kv_change", p.kv_change},
+            {"weights_fp16_residual", p.weights_fp16_residual},
+            {"weights_equivariant", p.weights_equivariant()},
+            {"kv_equivariant", p.kv_equivariant()}}}};
+}
+
+}  // namespace qroar_cli
