@@ -69,7 +69,7 @@ struct search_options {
 
 struct search_step {
   int pass = 0, unit = 0, band = 0;
-  char which = 'q';  // 'q' or 'k' (independent variant)
+  char which = 'q';  // 'q': the variant's factor; 's' / 't': balance / temperature of the independent variant
   double factor = 1.0;
   double objective = 0.0;
   bool accepted = false;
@@ -344,9 +344,15 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
     else
       st.refresh_layer(layer_of_unit(unit));
   };
+  // The independent variant is searched along its natural directions rather than along g_q and g_k: a balance
+  // s (W_Q x s, W_K / s: the symmetric direction) and a temperature t (W_Q x t), so g_q = s*t, g_k = 1/s. Moving
+  // g_q or g_k alone cannot follow the symmetric direction in one step. When symmetric scaling is a no-op for the
+  // quantizer, only the temperature is searched.
+  const bool balance_futile = r.equivariance.symmetric_is_noop() && !o.force_futile;
   const int coords = o.variant == scale_variant::independent ? 2 : 1;
   search_progress prog;
-  prog.planned = o.passes * r.scales.units() * nb * coords * (static_cast<int>(r.grid.size()) - 1);
+  prog.planned = o.passes * r.scales.units() * nb * (o.variant == scale_variant::independent && !balance_futile ? 2 : 1) *
+                 (static_cast<int>(r.grid.size()) - 1);
   prog.stage = "search";
 
   st.cache_inputs(0);
@@ -363,13 +369,18 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
       current = st.dev_objective(first_layer);  // inputs changed with earlier units' scales
       for (int band : band_order_per_layer[static_cast<std::size_t>(layer_of_unit(unit))])
         for (int coord = 0; coord < coords; ++coord) {
-          const char which = coord == 0 ? 'q' : 'k';
+          const bool independent = o.variant == scale_variant::independent;
+          if (independent && coord == 0 && balance_futile) continue;
+          // 'q': the variant's own factor (symmetric g, query-only g); 's'/'t': balance / temperature (independent)
+          const char which = !independent ? 'q' : coord == 0 ? 's' : 't';
           const std::size_t idx = r.scales.index(unit, band);
           const double keep_q = r.scales.query[idx], keep_k = r.scales.key[idx];
-          const double keep = which == 'q' ? keep_q : keep_k;
+          const double keep_s = 1.0 / keep_k, keep_t = keep_q * keep_k;
+          const double keep = which == 'q' ? keep_q : which == 's' ? keep_s : keep_t;
           auto set = [&](double f) {
             if (which == 'q') r.scales.set(unit, band, f, keep_k);
-            else r.scales.set(unit, band, keep_q, f);
+            else if (which == 's') r.scales.set(unit, band, f * keep_t, 1.0 / f);
+            else r.scales.set(unit, band, keep_s * f, keep_k);
             st.scales() = r.scales;
             refresh_unit(unit);
           };
