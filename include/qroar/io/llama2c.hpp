@@ -81,7 +81,8 @@ inline const char* field_name(int i) noexcept {
 
 // Validates the header and lists every array with its byte offset. Throws format_error (offset = the header
 // field) for impossible values. `end` receives the exact file size the header implies.
-inline std::vector<entry> plan(const llama2c_header& h, const std::string& file, std::uint64_t& end) {
+// With list = false only `end` is computed (the size checks of detection need no array list).
+inline std::vector<entry> plan(const llama2c_header& h, const std::string& file, std::uint64_t& end, bool list = true) {
   const std::int32_t fields[7] = {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len};
   const std::int32_t caps[7] = {llama2c_max_dim, llama2c_max_hidden_dim, llama2c_max_layers, llama2c_max_heads,
                                 llama2c_max_heads, llama2c_max_vocab, llama2c_max_seq_len};
@@ -112,7 +113,7 @@ inline std::vector<entry> plan(const llama2c_header& h, const std::string& file,
   const std::uint64_t seq = static_cast<std::uint64_t>(h.seq_len);
 
   std::vector<entry> out;
-  out.reserve(static_cast<std::size_t>(h.n_layers) * 9 + 5);
+  if (list) out.reserve(static_cast<std::size_t>(h.n_layers) * 9 + 5);
   std::uint64_t offset = llama2c_header_bytes;
   auto add = [&](const char* name, std::uint64_t rows, std::uint64_t cols, int layer = -1) {
     std::uint64_t n = 0, bytes = 0, next = 0;
@@ -120,7 +121,7 @@ inline std::vector<entry> plan(const llama2c_header& h, const std::string& file,
     if (!model_io::checked_mul(rows, cols, n) || !model_io::checked_mul(n, 4, bytes) ||
         !model_io::checked_add(offset, bytes, next))
       throw format_error(file, e.name(), offset, "llama2.c header implies a size that overflows 64 bits");
-    out.push_back(e);
+    if (list) out.push_back(e);
     offset = next;
   };
   add("token_embedding_table", vocab, dim);
@@ -198,7 +199,7 @@ inline llama2c_header read_llama2c_header(const mapped_file& file) {
 // The exact file size the header implies. Throws format_error for impossible headers.
 inline std::uint64_t llama2c_file_size(const llama2c_header& header, const std::string& file = "") {
   std::uint64_t end = 0;
-  detail::llama2c_io::plan(header, file, end);
+  detail::llama2c_io::plan(header, file, end, false);
   return end;
 }
 
@@ -225,9 +226,9 @@ inline llama_model load_llama2c(const std::string& path) {
   const mapped_file file(path);
   const llama2c_header h = read_llama2c_header(file);
   std::uint64_t end = 0;
-  const std::vector<io::entry> plan = io::plan(h, path, end);
+  io::plan(h, path, end, false);
   if (file.size() < end) {
-    for (const auto& e : plan)
+    for (const auto& e : io::plan(h, path, end))
       if (e.offset + e.bytes() > file.size())
         throw format_error(path, e.name(), e.offset,
                            "truncated: the array of " + std::to_string(e.bytes()) + " bytes runs past the end of the file (" +
@@ -236,6 +237,7 @@ inline llama_model load_llama2c(const std::string& path) {
   if (file.size() > end)
     throw format_error(path, "", end, std::to_string(file.size() - end) + " unexpected bytes after the last array (the header implies " +
                                           std::to_string(end) + " bytes)");
+  const std::vector<io::entry> plan = io::plan(h, path, end);
 
   llama_model m;
   llama_config& c = m.config;
