@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// qroar: the whole public API.
+// qroar: the whole public API (the SentencePiece wrapper, which needs libsentencepiece, is
+// qroar/io/sentencepiece_tokenizer.hpp and linked through qroar::sentencepiece).
 #pragma once
 
 #include "config.hpp"
@@ -8,3 +9,8 @@
 #include "version.hpp"
 
 #include "rope.hpp"
+#include "io.hpp"
+#include "model.hpp"
+#include "quant.hpp"
+#include "diag.hpp"
+#include "search.hpp"

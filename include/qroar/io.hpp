@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: MIT
+// I/O module: model files (llama2.c, GGUF, safetensors / Hugging Face folders), tokenizers, RoPE config JSON,
+// atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece and is included separately.)
+#pragma once
+
+#include "io/atomic_write.hpp"
+#include "io/gguf.hpp"
+#include "io/gguf_model.hpp"
+#include "io/hf_model.hpp"
+#include "io/llama2c.hpp"
+#include "io/llama2c_tokenizer.hpp"
+#include "io/load_model.hpp"
+#include "io/load_tokenizer.hpp"
+#include "io/mapped_file.hpp"
+#include "io/rope_json.hpp"
+#include "io/safetensors.hpp"
+#include "io/spm_tokenizer.hpp"
+#include "io/text.hpp"
+#include "io/tokenizer.hpp"
