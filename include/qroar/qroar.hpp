@@ -13,4 +13,5 @@
 #include "model.hpp"
 #include "quant.hpp"
 #include "diag.hpp"
+#include "kernels.hpp"
 #include "search.hpp"
