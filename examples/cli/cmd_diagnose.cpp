@@ -1,6 +1,7 @@
 // qroar diagnose: Interpolation Pressure, Tail Inflation Ratios, logit error against distance, attention-output
 // error and the equivariance report, for the full-precision and the quantized model under a RoPE interpolation.
 #include "cli_model.hpp"
+#include "cli_report.hpp"
 
 #include <iostream>
 
@@ -13,6 +14,7 @@ struct diagnose_options {
   int query_samples = 64;
   double quantile = 0.999, epsilon = 0.05;
   bool loss_pressure = false;
+  std::string report;
 };
 
 nlohmann::ordered_json matrix_json(const qroar::band_diagnostics& d, const std::vector<double>& v) {
@@ -71,6 +73,22 @@ int run_diagnose(const diagnose_options& o) {
   std::vector<double> loss_ip;
   if (o.loss_pressure)
     loss_ip = qroar::loss_interpolation_pressure(quantized, windows, scaling, bands, &hooks, o.epsilon, o.model.threads);
+  if (!o.report.empty()) {  // --report DIR: heatmaps, logit error against distance, JSON
+    const std::string q = spec.text.empty() ? "none" : spec.text;
+    qroar_cli::write_plot(o.report, "interpolation_pressure_fp", qroar_cli::band_heatmap(d_fp, d_fp.interpolation_pressure, bands,
+        "Interpolation Pressure per band and layer (full precision)", "logit IP"));
+    qroar_cli::write_plot(o.report, "interpolation_pressure_quantized", qroar_cli::band_heatmap(d_q, d_q.interpolation_pressure, bands,
+        "Interpolation Pressure per band and layer (" + q + ")", "logit IP"));
+    qroar_cli::write_plot(o.report, "tail_inflation_ratio_fp", qroar_cli::band_heatmap(d_fp, d_fp.tir_logit_quantile, bands,
+        "Tail Inflation Ratio, band logit p99.9 (full precision)", "TIR"));
+    qroar_cli::write_plot(o.report, "tail_inflation_ratio_quantized", qroar_cli::band_heatmap(d_q, d_q.tir_logit_quantile, bands,
+        "Tail Inflation Ratio, band logit p99.9 (" + q + ")", "TIR"));
+    qroar_cli::write_plot(o.report, "logit_error_vs_distance", qroar_cli::logit_error_plot({{"", err}},
+        "Logit error against relative distance (" + q + ")", /*per_layer=*/true));
+    qroar_cli::write_report_json(o.report, {{"ctx", ctx}, {"original_ctx", l0}, {"quant", q},
+                                            {"full_precision", diagnostics_json(d_fp)}, {"quantized", diagnostics_json(d_q)},
+                                            {"attention_output_error", err.attention_error}});
+  }
   if (o.model.json) {
     nlohmann::ordered_json j;
     j["ctx"] = ctx;
@@ -147,6 +165,7 @@ const qroar_cli::registrar reg{{"diagnose", [](CLI::App& app, std::function<int(
   app.add_option("--quantile", o->quantile, "TIR quantile (default 0.999)")->check(CLI::Range(0.5, 1.0));
   app.add_flag("--loss-pressure", o->loss_pressure, "also compute the loss-based Interpolation Pressure (bands+1 evaluations)");
   app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(CLI::PositiveNumber);
+  app.add_option("--report", o->report, "write JSON, CSV and SVG plots (heatmaps, logit error) into this directory");
   run = [o] { return run_diagnose(*o); };
 }}};
 

@@ -1,5 +1,6 @@
 // qroar eval: perplexity of a model over a text or token stream, with any RoPE scaling.
 #include "cli_model.hpp"
+#include "cli_report.hpp"
 
 #include <chrono>
 #include <iostream>
@@ -22,7 +23,7 @@ nlohmann::ordered_json equivariance_json(const qroar::equivariance_report& r, co
   return j;
 }
 
-int run_eval(const qroar_cli::model_options& o) {
+int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   auto model = o.load_model();
   const auto stream = o.token_stream(model);
   auto popt = o.perplexity(model);
@@ -43,6 +44,18 @@ int run_eval(const qroar_cli::model_options& o) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bar.finish();
   const double tps = secs > 0 ? static_cast<double>(r.windows) * o.ctx / secs : 0.0;
+  if (!report_dir.empty()) {  // --report DIR: perplexity against position
+    const std::string name = (spec.text.empty() ? std::string("full precision") : spec.text) +
+                             (o.scales_path.empty() ? "" : " + Q-ROAR scales");
+    qroar_cli::write_plot(report_dir, "perplexity_vs_position",
+                          qroar_cli::perplexity_plot({{name, r}}, fmt::format("Perplexity against position, ctx {} ({} x{})",
+                                                     o.ctx, qroar::to_string(popt.scaling.type), popt.scaling.factor)));
+    auto j = qroar_cli::perplexity_json(r);
+    j["ctx"] = o.ctx;
+    j["quant"] = spec.text.empty() ? "none" : spec.text;
+    j["scales"] = o.scales_path;
+    qroar_cli::write_report_json(report_dir, j);
+  }
   if (o.json) {
     auto j = qroar_cli::perplexity_json(r);
     j["ctx"] = o.ctx;
@@ -80,7 +93,9 @@ const qroar_cli::registrar reg{{"eval", [](CLI::App& app, std::function<int()>& 
       "  qroar eval --model gutenberg-3m/model-f32.gguf --text book.txt --ctx 1024 --rope yarn --factor 4\n"
       "  qroar eval --model hf-folder --text report.txt --ctx 4096 --rope-config scaled-config.json");
   o->add_to(app);
-  run = [o] { return run_eval(*o); };
+  auto report = std::make_shared<std::string>();
+  app.add_option("--report", *report, "write JSON, CSV and an SVG plot (perplexity against position) into this directory");
+  run = [o, report] { return run_eval(*o, *report); };
 }}};
 
 }  // namespace

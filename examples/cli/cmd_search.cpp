@@ -1,6 +1,7 @@
 // qroar search: find per-band W_Q/W_K scales for a quantized model under a RoPE interpolation; writes the
 // band-scales JSON.
 #include "cli_model.hpp"
+#include "cli_report.hpp"
 
 #include <chrono>
 #include <iostream>
@@ -14,7 +15,7 @@ struct search_command_options {
   qroar_cli::model_options model;
   std::vector<std::string> dev, validation;
   int dev_windows = 2, validation_windows = 4;
-  std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", output;
+  std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", output, report;
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
   int grid_points = 9, passes = 1;
   bool no_guard = false, force = false;
@@ -117,6 +118,23 @@ int run_search(const search_command_options& o) {
                                    {"final_objective", r.final_objective}};
     qroar::write_band_scales(o.output, r.scales, model.config, prov);
   }
+  if (!o.report.empty() && !r.skipped) {  // --report DIR: the chosen scales and the search result
+    qroar_cli::write_plot(o.report, "scales_query", qroar_cli::scales_heatmap(r.scales, false));
+    qroar_cli::write_plot(o.report, "scales_key", qroar_cli::scales_heatmap(r.scales, true));
+    qroar_cli::line_plot trace;
+    trace.title = "Q-ROAR search: dev objective of every evaluated step";
+    trace.x_label = "step";
+    trace.y_label = "dev objective (" + o.objective + ")";
+    qroar_cli::plot_series tried{"tried", {}, {}}, accepted{"accepted", {}, {}};
+    for (std::size_t k = 0; k < r.steps.size(); ++k) {
+      tried.x.push_back(static_cast<double>(k));
+      tried.y.push_back(r.steps[k].objective);
+      if (r.steps[k].accepted) accepted.x.push_back(static_cast<double>(k)), accepted.y.push_back(r.steps[k].objective);
+    }
+    trace.series = {tried, accepted};
+    qroar_cli::write_plot(o.report, "search_trace", trace);
+    qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, secs));
+  }
   if (o.model.json) {
     std::cout << result_json(r, model, o, so.scaling, secs).dump() << "\n";
     return 0;
@@ -187,6 +205,7 @@ const qroar_cli::registrar reg{{"search", [](CLI::App& app, std::function<int()>
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--force", o->force, "run the symmetric search even when the equivariance check says it is a no-op");
   app.add_option("-o,--output", o->output, "write the band scales JSON here");
+  app.add_option("--report", o->report, "write JSON, CSV and SVG plots (chosen scales, search trace) into this directory");
   run = [o] { return run_search(*o); };
 }}};
 
