@@ -82,6 +82,10 @@ inline band_partition bands_from_edges(const std::vector<int>& first_pairs, cons
   const int n = static_cast<int>(inv_freq.size());
   if (first_pairs.empty() || first_pairs.front() != 0)
     throw invalid_argument("band edges must start at pair 0");
+  for (std::size_t b = 0; b < first_pairs.size(); ++b)
+    if (first_pairs[b] < 0 || first_pairs[b] >= n)
+      throw invalid_argument("band edge " + std::to_string(first_pairs[b]) + " is outside the pairs 0.." +
+                             std::to_string(n - 1));
   band_partition p;
   p.n_pairs = n;
   for (std::size_t b = 0; b < first_pairs.size(); ++b) {
