@@ -122,7 +122,7 @@ int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"apply", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_apply{{"apply", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<qroar_cli::model_options>();
   auto a = std::make_shared<apply_options>();
   app.description("Fold band scales into W_Q / W_K and write the model, recording a RoPE scaling");

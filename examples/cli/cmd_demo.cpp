@@ -270,7 +270,7 @@ int run_demo(demo_options& o) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"demo", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_demo{{"demo", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<demo_options>();
   o->model.quant = "kv:k3:token:g64:post-rope";
   o->model.rope.type = "ntk";

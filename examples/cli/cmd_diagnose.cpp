@@ -153,7 +153,7 @@ int run_diagnose(const diagnose_options& o) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"diagnose", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_diagnose{{"diagnose", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<diagnose_options>();
   app.description("Q-ROAR diagnostics: Interpolation Pressure, Tail Inflation Ratios, logit and attention error");
   app.footer(

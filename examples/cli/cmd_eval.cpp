@@ -84,7 +84,7 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"eval", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_eval{{"eval", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<qroar_cli::model_options>();
   app.description("Perplexity of a model over a text or token stream, with any RoPE scaling");
   app.footer(

@@ -52,7 +52,7 @@ int run_generate(const generate_options& o) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"generate", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_generate{{"generate", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<generate_options>();
   app.description("Continue a prompt with the model (greedy by default)");
   app.footer("Example:\n  qroar generate --model stories260K.bin --prompt \"Once upon a time\" --steps 64");

@@ -74,7 +74,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"quantize", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_quantize{{"quantize", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<qroar_cli::model_options>();
   auto q = std::make_shared<quantize_options>();
   app.description("Write a quantized model: ggml specs a real quantized GGUF, rtn/gptq specs dequantized weights");

@@ -70,7 +70,7 @@ int run_rope(const rope_command_options& o) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"rope", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_rope{{"rope", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<rope_command_options>();
   app.description("Inverse frequencies, attention factor and frequency bands of a RoPE scaling");
   app.footer(

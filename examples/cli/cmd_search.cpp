@@ -170,7 +170,7 @@ int run_search(const search_command_options& o) {
   return 0;
 }
 
-const qroar_cli::registrar reg{{"search", [](CLI::App& app, std::function<int()>& run) {
+const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<search_command_options>();
   app.description("Search per-band W_Q/W_K scales (Q-ROAR) for a quantized model under a RoPE interpolation");
   app.footer(

@@ -18,7 +18,7 @@ using qroar_export_test::temp_dir;
 
 namespace {
 
-const char* const stories_gguf = "data/models/stories260K/stories260K.gguf";
+using qroar_test::paths::stories_gguf;
 const char* const stories_q8 = "data/models/stories260K/ggml-quantized/stories260K-q8_0.gguf";
 
 // Every quantized GGUF of ../shared.

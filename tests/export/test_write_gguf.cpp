@@ -21,11 +21,11 @@ using qroar_export_test::temp_dir;
 namespace {
 
 const char* const stories_bin = "data/models/stories260K/stories260K.bin";
-const char* const stories_gguf = "data/models/stories260K/stories260K.gguf";
+using qroar_test::paths::stories_gguf;
 const char* const stories_tok = "data/models/stories260K/tok512.bin";
-const char* const gutenberg_bin = "data/models/gutenberg-3m/model.bin";
+using qroar_test::paths::gutenberg_bin;
 const char* const gutenberg_gguf = "data/models/gutenberg-3m/model-f32.gguf";
-const char* const gutenberg_hf = "data/models/gutenberg-3m/hf";
+using qroar_test::paths::gutenberg_hf;
 
 // The bytes of one tensor of an open GGUF.
 std::vector<std::uint8_t> tensor_bytes(const qroar::gguf_file& f, const std::string& name) {

@@ -22,6 +22,10 @@ using qroar_io_test::write_bytes;
 
 using bytes = std::vector<std::uint8_t>;
 
+// Stable ids of qroar's error types (qroar/error.hpp).
+inline constexpr int invalid_id = 100, gguf_value_type_id = 110, io_id = 200, format_id = 300, unsupported_id = 400,
+                     numeric_id = 500;
+
 inline const char* kind_of(const qroar::error& e) {
   if (dynamic_cast<const qroar::format_error*>(&e)) return "format_error";
   if (dynamic_cast<const qroar::invalid_argument*>(&e)) return "invalid_argument";

@@ -20,7 +20,6 @@ using qroar::format_error;
 
 namespace {
 
-constexpr int format_id = 300, io_id = 200, unsupported_id = 400, numeric_id = 500, invalid_id = 100;
 const float nan_value = std::numeric_limits<float>::quiet_NaN();
 
 // Byte offset of field `field` of tensor `name`'s info record: 0 name length, then n_dims, ne[0], type, offset.

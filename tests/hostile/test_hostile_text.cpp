@@ -21,7 +21,6 @@ using qroar::format_error;
 
 namespace {
 
-constexpr int format_id = 300, io_id = 200, unsupported_id = 400, invalid_id = 100, gguf_value_type_id = 110;
 
 bytes text_bytes(const std::string& s) { return bytes(s.begin(), s.end()); }
 

@@ -39,14 +39,14 @@ void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& bytes, std:
 void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& bytes) { write_bytes(p, bytes, bytes.size()); }
 
 // A fresh directory under the system temp dir, removed at scope exit.
-struct temp_dir {
+struct gguf_temp_dir {
   fs::path path;
-  temp_dir() {
+  gguf_temp_dir() {
     std::string tmpl = (fs::temp_directory_path() / "qroar-gguf-test-XXXXXX").string();
     REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
     path = tmpl;
   }
-  ~temp_dir() {
+  ~gguf_temp_dir() {
     std::error_code ec;
     fs::remove_all(path, ec);
   }
@@ -223,7 +223,7 @@ TEST_CASE("gutenberg-3m model-f32.gguf metadata matches MANIFEST.md") {
 TEST_CASE("read -> write reproduces every shared GGUF byte for byte") {
   const auto files = all_shared_ggufs();
   if (files.empty()) return;
-  temp_dir tmp;
+  gguf_temp_dir tmp;
   for (const auto& p : files) {
     CAPTURE(p.string());
     const auto f = qroar::gguf_file::open(p.string());
@@ -237,7 +237,7 @@ TEST_CASE("read -> write reproduces every shared GGUF byte for byte") {
 }
 
 TEST_CASE("writer: every value type, nested arrays, alignment, quantized tensors; reader reads them back") {
-  temp_dir tmp;
+  gguf_temp_dir tmp;
   std::vector<float> storage;
   auto w = sample_writer(storage);
   for (std::uint32_t alignment : {32u, 64u, 1u}) {
@@ -338,7 +338,7 @@ TEST_CASE("truncated copies of a real file raise format_error at every tested of
   std::mt19937 gen(42);
   std::uniform_int_distribution<std::size_t> any(0, static_cast<std::size_t>(end_of_data - 1));
   for (int i = 0; i < 30; ++i) cuts.push_back(any(gen));
-  temp_dir tmp;
+  gguf_temp_dir tmp;
   const fs::path p = tmp.path / "truncated.gguf";
   for (std::size_t cut : cuts) {
     CAPTURE(cut);
@@ -348,7 +348,7 @@ TEST_CASE("truncated copies of a real file raise format_error at every tested of
 }
 
 TEST_CASE("crafted headers: huge lengths and counts, bad types, bad offsets raise format_error") {
-  temp_dir tmp;
+  gguf_temp_dir tmp;
   std::vector<float> storage;
   const fs::path good = tmp.path / "good.gguf";
   {
@@ -449,7 +449,7 @@ TEST_CASE("crafted headers: huge lengths and counts, bad types, bad offsets rais
 }
 
 TEST_CASE("flipped bytes anywhere in a small file: format_error or a valid open, never a crash") {
-  temp_dir tmp;
+  gguf_temp_dir tmp;
   std::vector<float> storage;
   const fs::path good = tmp.path / "good.gguf";
   sample_writer(storage).write(good.string());

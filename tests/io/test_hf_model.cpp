@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const gutenberg_hf = "data/models/gutenberg-3m/hf";
-const char* const gutenberg_bin = "data/models/gutenberg-3m/model.bin";
+using qroar_test::paths::gutenberg_hf;
+using qroar_test::paths::gutenberg_bin;
 
 void write_text(const std::string& path, const std::string& text) {
   write_bytes(path, std::vector<std::uint8_t>(text.begin(), text.end()));

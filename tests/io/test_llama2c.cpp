@@ -16,7 +16,7 @@ namespace {
 
 const char* const stories260k = "data/models/stories260K/stories260K.bin";
 const char* const llama2xs = "data/models/llama2xs-tinystories/model.bin";
-const char* const gutenberg_bin = "data/models/gutenberg-3m/model.bin";
+using qroar_test::paths::gutenberg_bin;
 
 }  // namespace
 

@@ -14,11 +14,11 @@ using qroar_io_test::write_bytes;
 namespace {
 
 const char* const stories_bin = "data/models/stories260K/stories260K.bin";
-const char* const stories_gguf = "data/models/stories260K/stories260K.gguf";
+using qroar_test::paths::stories_gguf;
 const char* const stories_q8 = "data/models/stories260K/ggml-quantized/stories260K-q8_0.gguf";
-const char* const gutenberg_bin = "data/models/gutenberg-3m/model.bin";
+using qroar_test::paths::gutenberg_bin;
 const char* const gutenberg_gguf = "data/models/gutenberg-3m/model-f32.gguf";
-const char* const gutenberg_hf = "data/models/gutenberg-3m/hf";
+using qroar_test::paths::gutenberg_hf;
 
 }  // namespace
 

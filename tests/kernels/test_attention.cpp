@@ -9,11 +9,15 @@
 
 #include <qroar/kernels/attention.hpp>
 
+#include "kernels_testing.hpp"
+
 namespace {
 
-using aligned_floats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-using arch = xsimd::default_arch;
-constexpr float eps = std::numeric_limits<float>::epsilon();
+using qroar_kernels_test::aligned_floats;
+using qroar_kernels_test::arch;
+using qroar_kernels_test::eps;
+using qroar_kernels_test::random_tensor;
+
 
 // Error bound of a float dot product of length n (Higham, Accuracy and Stability, 3.1): gamma_n * sum |a_c b_c|,
 // gamma_n ~ n * eps; +4 covers the rotation (two roundings per operand) and the scale.
@@ -23,12 +27,6 @@ constexpr float softmax_rel_tol(Eigen::Index nk) { return static_cast<float>(8 +
 
 const std::vector<Eigen::Index> awkward = {1, 3, 7, 15, 17, 31, 33, 127, 129, 1023};
 
-qroar::tensor random_tensor(Eigen::Index rows, Eigen::Index cols, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  qroar::tensor t(rows, cols);
-  for (Eigen::Index i = 0; i < t.size(); ++i) t.data()[i] = nd(rng);
-  return t;
-}
 
 qroar::rope_table make_table(int hd, int rotary, qroar::pair_layout layout, Eigen::Index positions) {
   qroar::rope_dims d;

@@ -10,12 +10,17 @@
 #include <qroar/kernels/norm.hpp>
 #include <qroar/kernels/swiglu.hpp>
 
+#include "kernels_testing.hpp"
+
 namespace {
 
-using arch = xsimd::default_arch;
-constexpr float eps = std::numeric_limits<float>::epsilon();
+using qroar_kernels_test::aligned_floats;
+using qroar_kernels_test::arch;
+using qroar_kernels_test::eps;
+using qroar_kernels_test::random_tensor;
+
 constexpr float inf = std::numeric_limits<float>::infinity();
-const std::vector<std::size_t> awkward = {1, 3, 7, 15, 17, 31, 33, 127, 129, 1023};
+const std::vector<std::size_t> awkward_lengths = {1, 3, 7, 15, 17, 31, 33, 127, 129, 1023};
 
 // rmsnorm: the SIMD sum of squares in float lanes differs from the double sum by <= n eps relative; the inverse
 // square root halves that; the product x * inv * g adds two roundings.
@@ -36,7 +41,7 @@ std::vector<float> random_row(std::size_t n, std::mt19937& rng, float sd = 1.0f)
 
 TEST_CASE("rmsnorm matches rmsnorm_ref over awkward sizes") {
   std::mt19937 rng(5);
-  for (std::size_t n : awkward) {
+  for (std::size_t n : awkward_lengths) {
     CAPTURE(n);
     const auto x = random_row(n, rng), g = random_row(n, rng);
     std::vector<float> y(n), r(n);
@@ -68,7 +73,7 @@ TEST_CASE("rmsnorm: all-zero and signed-zero rows stay zero; NaN and inf propaga
 
 TEST_CASE("swiglu matches swiglu_ref over awkward sizes and special values") {
   std::mt19937 rng(6);
-  for (std::size_t n : awkward) {
+  for (std::size_t n : awkward_lengths) {
     CAPTURE(n);
     auto a = random_row(n, rng, 4.0f);
     const auto b = random_row(n, rng);
@@ -98,7 +103,7 @@ TEST_CASE("swiglu matches swiglu_ref over awkward sizes and special values") {
 
 TEST_CASE("logsumexp matches logsumexp_ref over awkward sizes") {
   std::mt19937 rng(7);
-  for (std::size_t n : awkward) {
+  for (std::size_t n : awkward_lengths) {
     CAPTURE(n);
     const auto x = random_row(n, rng, 5.0f);
     const double got = qroar::kernels::logsumexp{}(arch{}, x.data(), n);

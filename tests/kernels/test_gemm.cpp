@@ -8,20 +8,18 @@
 
 #include <qroar/kernels/gemm.hpp>
 
+#include "kernels_testing.hpp"
+
 namespace {
 
-using arch = xsimd::default_arch;
-using aligned_floats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-constexpr float eps = std::numeric_limits<float>::epsilon();
+using qroar_kernels_test::aligned_floats;
+using qroar_kernels_test::arch;
+using qroar_kernels_test::eps;
+using qroar_kernels_test::random_tensor;
+
 // Float dot product of length n: |error| <= gamma_n sum |x_c w_c|, gamma_n ~ n eps (Higham 3.1); both sides round.
 constexpr double gemm_bound_factor(Eigen::Index n) { return 2.0 * static_cast<double>(n + 1) * eps; }
 
-qroar::tensor random_tensor(Eigen::Index rows, Eigen::Index cols, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  qroar::tensor t(rows, cols);
-  for (Eigen::Index i = 0; i < t.size(); ++i) t.data()[i] = nd(rng);
-  return t;
-}
 
 }  // namespace
 

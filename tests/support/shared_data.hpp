@@ -8,6 +8,13 @@
 
 namespace qroar_test {
 
+// Files of ../shared used by several tests (relative to shared_dir()).
+namespace paths {
+inline constexpr const char* stories_gguf = "data/models/stories260K/stories260K.gguf";
+inline constexpr const char* gutenberg_bin = "data/models/gutenberg-3m/model.bin";
+inline constexpr const char* gutenberg_hf = "data/models/gutenberg-3m/hf";
+}  // namespace paths
+
 inline std::filesystem::path shared_dir() {
   if (const char* env = std::getenv("QROAR_SHARED_DIR")) return env;
   return QROAR_SHARED_DIR;
