@@ -19,7 +19,9 @@ const char* const gutenberg_st = "data/models/gutenberg-3m/hf/model.safetensors"
 // A safetensors file with the given raw header text (not padded) and data section.
 std::vector<std::uint8_t> make_file(const std::string& header, const std::vector<std::uint8_t>& data,
                                     std::uint64_t claimed_length = 0) {
-  std::vector<std::uint8_t> b(8);
+  std::vector<std::uint8_t> b;
+  b.reserve(8 + header.size() + data.size());
+  b.resize(8);
   const std::uint64_t n = claimed_length ? claimed_length : header.size();
   for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
   b.insert(b.end(), header.begin(), header.end());

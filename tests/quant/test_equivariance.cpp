@@ -7,7 +7,7 @@
 
 #include "shared_data.hpp"
 
-TEST_CASE("is_row_scale_equivariant agrees with the probe over all supported specs") {
+TEST_CASE("is_row_scale_equivariant agrees with the probe over all supported specs" * doctest::test_suite("slow")) {
   const auto path = qroar_test::shared_file("data/models/gutenberg-3m/model.bin");
   if (path.empty()) return;
   const auto model = qroar::load_llama2c(path.string());

@@ -69,7 +69,8 @@ TEST_CASE("the symmetric search is skipped when the equivariance check says it c
   CHECK(r.evaluations == 0);
 }
 
-TEST_CASE("search invariants: dev objective never worsens, reproducible through the public API, deterministic") {
+TEST_CASE("search invariants: dev objective never worsens, reproducible through the public API, deterministic" *
+          doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   struct item { const char* quant; qroar::scale_variant variant; qroar::scale_granularity granularity; };
