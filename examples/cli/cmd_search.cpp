@@ -52,9 +52,9 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   j["objective"] = o.objective;
   j["grid"] = r.grid;
   j["band_pressure"] = r.band_pressure;
-  j["baseline_objective"] = r.baseline_objective;
-  j["final_objective"] = r.final_objective;
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
+  j["baseline_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.baseline_objective);
+  j["final_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.final_objective);
   j["baseline_validation_nll"] = num(r.baseline_validation);
   j["final_validation_nll"] = num(r.final_validation);
   j["baseline_short_nll"] = num(r.baseline_short);
@@ -89,6 +89,11 @@ int run_search(const search_command_options& o) {
   so.force_futile = o.force;
   so.threads = o.model.threads;
   const int ctx = o.model.ctx, l0 = model.config.original_ctx;
+  if (ctx <= l0 && !o.model.quiet)
+    fmt::print(stderr,
+               "warning: --ctx {} is not beyond the trained context {} the model file records; Q-ROAR targets contexts "
+               "past it (pass --original-ctx when the file's context length is not the trained one)\n",
+               ctx, l0);
   const auto dev = windows_from(o.model, o.dev, model, ctx, o.dev_windows);
   if (dev.empty()) throw qroar_cli::usage_error("the dev files hold fewer tokens than one window of --ctx " + std::to_string(ctx));
   if (!o.validation.empty()) {
@@ -106,7 +111,9 @@ int run_search(const search_command_options& o) {
   const auto r = qroar::search_band_scales(model, dev, so);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bar.finish();
-  if (!o.output.empty() && !r.skipped) {
+  // A skipped search still writes its (identity) scales, so that a scripted search -> apply pipeline keeps working;
+  // the provenance says why nothing was searched.
+  if (!o.output.empty()) {
     nlohmann::ordered_json prov = {{"tool", std::string("qroar ") + qroar::version_string},
                                    {"model", o.model.model_path},
                                    {"rope", {{"type", qroar::to_string(so.scaling.type)}, {"factor", so.scaling.factor},
@@ -116,6 +123,11 @@ int run_search(const search_command_options& o) {
                                    {"objective", o.objective},
                                    {"baseline_objective", r.baseline_objective},
                                    {"final_objective", r.final_objective}};
+    if (r.skipped) {  // nothing was evaluated: no objective to report
+      prov["baseline_objective"] = nullptr;
+      prov["final_objective"] = nullptr;
+      prov["skipped"] = r.message;
+    }
     qroar::write_band_scales(o.output, r.scales, model.config, prov);
   }
   if (!o.report.empty() && !r.skipped) {  // --report DIR: the chosen scales and the search result
@@ -146,6 +158,7 @@ int run_search(const search_command_options& o) {
   fmt::print("equivariance: {}\n", r.equivariance.summary());
   if (r.skipped) {
     fmt::print("{}\n(use --variant query_only or independent, or --force to run it anyway)\n", r.message);
+    if (!o.output.empty()) fmt::print("wrote identity scales to {}\n", o.output);
     return 0;
   }
   fmt::print("dev {}: {:.6f} -> {:.6f} ({:+.2f}%)\n", o.objective, r.baseline_objective, r.final_objective,

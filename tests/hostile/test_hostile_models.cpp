@@ -177,6 +177,17 @@ TEST_CASE("hostile GGUF files") {
     w.write(bad);
     expect_error<qroar::unsupported>("other architecture", [&] { (void)qroar::load_gguf_model(bad); },
                                      {unsupported_id, {"gpt2"}});
+    // well-typed metadata holding values no model may have: a defect of the file (format_error, CLI exit 1)
+    w = tiny_gguf(tiny_model());
+    w.set("llama.rope.freq_base", qroar::gguf_value::f32(0.5f));
+    w.write(bad);
+    expect_error<format_error>("rope.freq_base 0.5", [&] { (void)qroar::load_gguf_model(bad); },
+                               {format_id, {bad, "rope_theta"}});
+    w = tiny_gguf(tiny_model());
+    w.set("llama.attention.head_count_kv", qroar::gguf_value::u32(3));
+    w.write(bad);
+    expect_error<format_error>("head_count_kv 3 of 2 heads", [&] { (void)qroar::load_gguf_model(bad); },
+                               {format_id, {bad, "n_kv_heads"}});
   }
   SUBCASE("NaN and infinite weights") {
     bytes b = good;
@@ -297,12 +308,13 @@ TEST_CASE("hostile Hugging Face folders") {
   expect_error<format_error>("hidden_size a string", edited("hidden_size", "8"), {format_id, {"hidden_size"}});
   expect_error<format_error>("hidden_size a float", edited("hidden_size", 8.5), {format_id, {"hidden_size"}});
   expect_error<format_error>("hidden_size over int", edited("hidden_size", 1LL << 40), {format_id, {"hidden_size"}});
-  expect_error<qroar::invalid_argument>("huge head_dim", edited("head_dim", 1 << 30), {invalid_id, {"implausibly large"}});
-  expect_error<qroar::invalid_argument>("odd head_dim", edited("head_dim", 3), {invalid_id, {"even"}});
+  // values a well-formed config.json may not hold: a defect of the file (format_error, CLI exit 1)
+  expect_error<format_error>("huge head_dim", edited("head_dim", 1 << 30), {format_id, {cfg_path, "implausibly large"}});
+  expect_error<format_error>("odd head_dim", edited("head_dim", 3), {format_id, {cfg_path, "even"}});
   expect_error<format_error>("rope_type a number", edited("rope_scaling", {{"rope_type", 5}}), {format_id, {"RoPE"}});
-  expect_error<qroar::invalid_argument>("negative rope factor", edited("rope_scaling", {{"rope_type", "linear"}, {"factor", -2.0}}),
-                                        {invalid_id, {"factor"}});
-  expect_error<qroar::invalid_argument>("rope_theta 0", edited("rope_theta", 0.0), {invalid_id, {"rope_theta"}});
+  expect_error<format_error>("negative rope factor", edited("rope_scaling", {{"rope_type", "linear"}, {"factor", -2.0}}),
+                             {format_id, {cfg_path, "factor"}});
+  expect_error<format_error>("rope_theta 0", edited("rope_theta", 0.0), {format_id, {cfg_path, "rope_theta"}});
   expect_error<qroar::unsupported>("other model type", edited("model_type", "qwen2"), {unsupported_id, {"qwen2"}});
   expect_error<format_error>("more layers than tensors", edited("num_hidden_layers", 2), {format_id, {"model.layers.1", "missing"}});
   expect_error<format_error>("shape mismatch", edited("intermediate_size", 16), {format_id, {"mlp.gate_proj.weight", "expected [16, 8]"}});

@@ -62,7 +62,7 @@ inline int positive_int(const gguf_file& f, const std::string& key, std::int64_t
 //   rope.scale_linear. vocab_size is the row count of token_embd.weight (checked against {a}.vocab_size);
 //   tied_embeddings is true when output.weight is absent (llama_model_from_gguf also ties a bit-identical copy).
 // Errors: unsupported (another architecture, a rope_freqs tensor, an unknown scaling type), format_error (missing
-// keys or token_embd.weight), invalid_argument (an inconsistent geometry).
+// keys or token_embd.weight; metadata values no model may have: an inconsistent geometry, a bad RoPE scaling).
 inline llama_config llama_config_from_gguf(const gguf_file& f, const gguf_load_options& options = {}) {
   namespace gm = detail::gguf_model_io;
   const std::string arch = f.architecture();
@@ -118,8 +118,7 @@ inline llama_config llama_config_from_gguf(const gguf_file& f, const gguf_load_o
                        "has " + std::to_string(emb->n_rows()) + " rows, the vocabulary size is " + std::to_string(vocab));
   c.vocab_size = static_cast<int>(vocab);
   c.tied_embeddings = f.tensor("output.weight") == nullptr;
-  c.validate(f.path());
-  if (c.rope.type != rope_type::none) c.rope.validate(c.rope_geometry());
+  c.validate_loaded(f.path());
   return c;
 }
 

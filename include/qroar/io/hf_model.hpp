@@ -110,8 +110,8 @@ inline bool known_architecture(const std::string& a) {
 // absent keys: num_key_value_heads = num_attention_heads, head_dim = hidden_size / num_attention_heads,
 // rms_norm_eps 1e-6, rope_theta 10000, tie_word_embeddings false.
 // Errors: format_error (missing or mistyped keys), unsupported (not a Llama-family model: other model_type or
-// architectures, biases, an activation other than silu, Mistral sliding-window attention), invalid_argument
-// (RoPE scaling parameters parse_hf_rope rejects, an inconsistent geometry).
+// architectures, biases, an activation other than silu, Mistral sliding-window attention); RoPE parameters
+// parse_hf_rope rejects and an inconsistent geometry are format_error too (a defect of the file).
 inline llama_config parse_hf_llama_config(const nlohmann::json& cfg, const std::string& file) {
   namespace hf = detail::hf_io;
   if (!cfg.is_object()) throw format_error(file, "", 0, "config.json is not a JSON object");
@@ -163,14 +163,15 @@ inline llama_config parse_hf_llama_config(const nlohmann::json& cfg, const std::
     rope = parse_hf_rope(with_defaults, file);
   } catch (const nlohmann::json::exception& e) {
     throw format_error(file, "", 0, std::string("config.json: bad RoPE settings: ") + e.what());
+  } catch (const invalid_argument& e) {  // values parse_hf_rope rejects: a defect of this file
+    throw format_error(file, "", 0, std::string("config.json: bad RoPE settings: ") + e.what());
   }
   c.rope_theta = rope.dims.base;
   c.rotary_dim = rope.dims.rotary_dim == c.head_dim ? 0 : rope.dims.rotary_dim;
   c.original_ctx = rope.original_ctx;
   c.max_position_embeddings = rope.max_position_embeddings;
   c.rope = rope.scaling;
-  c.validate(file);
-  if (c.rope.type != rope_type::none) c.rope.validate(c.rope_geometry());
+  c.validate_loaded(file);
   return c;
 }
 

@@ -49,7 +49,7 @@ struct llama2c_header {
 inline constexpr std::uint64_t llama2c_header_bytes = 28;
 
 // Largest accepted header values: a file claiming more is rejected before any size arithmetic
-// (the same caps as llama_config::validate, plus one for seq_len).
+// (the same caps as llama_config::problem(), plus one for seq_len).
 inline constexpr std::int32_t llama2c_max_dim = 1 << 20;
 inline constexpr std::int32_t llama2c_max_hidden_dim = 1 << 22;
 inline constexpr std::int32_t llama2c_max_layers = 4096;
@@ -257,7 +257,7 @@ inline llama_model load_llama2c(const std::string& path) {
   c.norm_eps = 1e-5f;
   c.tied_embeddings = h.vocab_size > 0;
   c.rope = rope_scaling::none();
-  c.validate(path);
+  c.validate_loaded(path, 0);  // the 7 x int32 header
 
   std::size_t next = 0;
   auto take_matrix = [&](tensor& t) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "../error.hpp"
@@ -36,20 +37,38 @@ struct llama_config {
   int n_rep() const noexcept { return n_kv_heads > 0 ? n_heads / n_kv_heads : 0; }
   rope_dims rope_geometry() const { return rope_dims{head_size(), rotary_dim, rope_theta, layout}; }
 
-  void validate(const std::string& source) const {
-    auto bad = [&](const std::string& what) { throw invalid_argument(source + ": invalid model config: " + what); };
+  // The first problem of this config ("" when it is valid).
+  std::string problem() const {
     if (dim <= 0 || hidden_dim <= 0 || n_layers <= 0 || n_heads <= 0 || n_kv_heads <= 0 || vocab_size <= 0)
-      bad("dim, hidden_dim, n_layers, n_heads, n_kv_heads and vocab_size must be positive");
-    if (n_heads % n_kv_heads != 0) bad("n_heads must be a multiple of n_kv_heads");
-    if (head_dim == 0 && dim % n_heads != 0) bad("dim must be a multiple of n_heads");
-    if (head_size() % 2 != 0) bad("head_dim must be even");
-    if (rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_size()) bad("rotary_dim must be even and <= head_dim");
-    if (!(rope_theta > 1.0) || !std::isfinite(rope_theta)) bad("rope_theta must be finite and > 1");
-    if (!(norm_eps > 0.0f) || !std::isfinite(norm_eps)) bad("norm_eps must be positive and finite");
+      return "dim, hidden_dim, n_layers, n_heads, n_kv_heads and vocab_size must be positive";
+    if (n_heads % n_kv_heads != 0) return "n_heads must be a multiple of n_kv_heads";
+    if (head_dim == 0 && dim % n_heads != 0) return "dim must be a multiple of n_heads";
+    if (head_size() % 2 != 0) return "head_dim must be even";
+    if (rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_size()) return "rotary_dim must be even and <= head_dim";
+    if (!(rope_theta > 1.0) || !std::isfinite(rope_theta)) return "rope_theta must be finite and > 1";
+    if (!(norm_eps > 0.0f) || !std::isfinite(norm_eps)) return "norm_eps must be positive and finite";
     // head_dim is capped too, so that q_dim() and kv_dim() (n_heads * head_dim) cannot overflow int.
     if (dim > (1 << 20) || hidden_dim > (1 << 22) || n_layers > 4096 || n_heads > 4096 || vocab_size > (1 << 24) ||
         head_dim > (1 << 16))
-      bad("sizes are implausibly large");
+      return "sizes are implausibly large";
+    return {};
+  }
+
+  // A config built by the caller (a model about to be written, say): invalid_argument naming `source`.
+  void validate(const std::string& source) const {
+    if (const std::string p = problem(); !p.empty()) throw invalid_argument(source + ": invalid model config: " + p);
+  }
+
+  // A config read from `file` (header, metadata or config.json at byte `offset`): a bad value is a defect of the
+  // file, so format_error (CLI exit 1), also for the RoPE scaling the file records.
+  void validate_loaded(const std::string& file, std::uint64_t offset = 0) const {
+    if (const std::string p = problem(); !p.empty()) throw format_error(file, "", offset, "invalid model config: " + p);
+    if (rope.type == rope_type::none) return;
+    try {
+      rope.validate(rope_geometry());
+    } catch (const invalid_argument& e) {
+      throw format_error(file, "", offset, std::string("invalid RoPE scaling: ") + e.what());
+    }
   }
 };
 
