@@ -1,15 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
-#include <exception>
 #include <functional>
 #include <limits>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "../detail/parallel.hpp"
@@ -65,11 +60,6 @@ struct kv_cache {
 
 namespace detail {
 
-template <class Fn>
-void pool_for(int n, int threads, Fn&& fn) {
-  parallel_for(n, threads, std::forward<Fn>(fn));
-}
-
 // Rows and features per GEMM task and query rows per attention task: fixed task shapes, so the floating-point
 // work of every output element is the same whatever the thread count.
 inline constexpr Eigen::Index gemm_row_chunk = 64;
@@ -97,7 +87,7 @@ inline const float* pack_transposed(const tensor& w, int threads) {
   const Eigen::Index features = w.rows(), in = w.cols(), panels = (features + P - 1) / P;
   float* packed = scratch(1, kernels::packed_weights_size(features, in, P));
   const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
-  pool_for(static_cast<int>(groups), threads, [&](int g) {
+  parallel_for(static_cast<int>(groups), threads, [&](int g) {
     const Eigen::Index p0 = g * gemm_panels_per_task;
     kernels::pack_weights{}(arch{}, w.data(), w.cols(), features, in, p0, std::min(panels, p0 + gemm_panels_per_task),
                             packed);
@@ -116,7 +106,7 @@ inline void matmul_transposed(const tensor& x, const tensor& w, tensor& out, int
   const Eigen::Index panels = (features + P - 1) / P;
   const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
   const Eigen::Index row_tasks = (n + gemm_row_chunk - 1) / gemm_row_chunk;
-  pool_for(static_cast<int>(row_tasks * groups), threads, [&](int t) {
+  parallel_for(static_cast<int>(row_tasks * groups), threads, [&](int t) {
     const Eigen::Index r0 = (t / groups) * gemm_row_chunk, p0 = (t % groups) * gemm_panels_per_task;
     kernels::gemm_nt{}(arch{}, x.data() + r0 * x.cols(), x.cols(), std::min(gemm_row_chunk, n - r0), packed, features,
                        in, p0, std::min(panels, p0 + gemm_panels_per_task), out.data() + r0 * out.cols(), out.cols());
@@ -243,7 +233,7 @@ inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_
     // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
     // Tasks are fixed (head, row block) pairs, so the work of each output row does not depend on the thread count.
     const Eigen::Index qblocks = (n + attention_query_block - 1) / attention_query_block;
-    pool_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
+    parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
       const int h = task / static_cast<int>(qblocks);
       const Eigen::Index r0 = (task % qblocks) * attention_query_block;
       const Eigen::Index m = std::min(attention_query_block, n - r0);
@@ -352,7 +342,7 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
   const float* packed = detail::pack_transposed(cls, threads);
   const Eigen::Index chunk = detail::gemm_row_chunk;
   const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
-  detail::pool_for(tasks, threads, [&](int task) {
+  detail::parallel_for(tasks, threads, [&](int task) {
     const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
     float* logits = detail::scratch(0, static_cast<std::size_t>(m * vocab));  // (m, vocab)
     kernels::gemm_nt{}(arch{}, hidden.data() + r0 * dim, dim, m, packed, vocab, dim, 0, panels, logits, vocab);
