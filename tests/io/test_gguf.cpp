@@ -448,6 +448,36 @@ TEST_CASE("crafted headers: huge lengths and counts, bad types, bad offsets rais
   }
 }
 
+TEST_CASE("a zero dimension does not hide an overflowing row count (fuzz_gguf finding)") {
+  // ne = {0, 2^32, 2^32, 1}: zero elements, but ne1 * ne2 = 2^64 rows. The reader once multiplied the row
+  // count in int64 (signed overflow; wrapped to 0 rows and opened). Both the reader and the writer reject it.
+  gguf_temp_dir tmp;
+  std::vector<std::uint8_t> b;
+  auto put = [&](std::uint64_t v, int width) {
+    for (int i = 0; i < width; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  };
+  for (char c : std::string("GGUF")) b.push_back(static_cast<std::uint8_t>(c));
+  put(3, 4);                   // version
+  put(1, 8);                   // tensor count
+  put(0, 8);                   // kv count
+  put(1, 8);                   // name length
+  b.push_back('t');
+  put(4, 4);                   // n_dims
+  put(0, 8);                   // ne0
+  put(std::uint64_t{1} << 32, 8);
+  put(std::uint64_t{1} << 32, 8);
+  put(1, 8);
+  put(0, 4);                   // f32
+  put(0, 8);                   // offset
+  const fs::path p = tmp.path / "rows.gguf";
+  write_bytes(p, b);
+  CHECK(try_open(p) == outcome::format_error);
+  qroar::gguf_writer w;
+  const std::int64_t big = std::int64_t{1} << 32;
+  CHECK_THROWS_AS(w.add_tensor("t", qroar::ggml_type::f32, {0, big, big, 1}, std::vector<std::uint8_t>{}),
+                  qroar::invalid_argument);
+}
+
 TEST_CASE("flipped bytes anywhere in a small file: format_error or a valid open, never a crash") {
   gguf_temp_dir tmp;
   std::vector<float> storage;

@@ -677,7 +677,14 @@ class gguf_file {
                             " block size " + std::to_string(tr->block_size));
       // Bytes = row bytes * rows; bounded by the file size below, checked here for overflow.
       const std::uint64_t row_bytes = static_cast<std::uint64_t>(ti.ne[0]) / tr->block_size * tr->type_size;
-      const auto rows = static_cast<std::uint64_t>(ti.ne[1] * ti.ne[2] * ti.ne[3]);
+      // Rows = ne1 * ne2 * ne3, each product checked: a zero dimension elsewhere makes the element count 0
+      // without bounding the other factors (n_rows() must fit int64).
+      std::uint64_t rows = 1;
+      for (std::size_t d = 1; d < 4; ++d) {
+        const auto ne = static_cast<std::uint64_t>(ti.ne[d]);
+        if (ne != 0 && rows > INT64_MAX / ne) c.fail(dims_at, "row count overflows int64");
+        rows *= ne;
+      }
       if (rows != 0 && row_bytes > UINT64_MAX / rows) c.fail(dims_at, "tensor byte size overflows");
       ti.size = row_bytes * rows;
       const std::uint64_t offset_at = c.pos;
@@ -902,11 +909,17 @@ class gguf_writer {
     if (ne.empty() || ne.size() > 4) throw invalid_argument("tensor '" + name + "': 1 to 4 dimensions expected");
     const ggml_type_traits* tr = ggml_traits(static_cast<std::uint32_t>(type));
     if (!tr) throw invalid_argument("tensor '" + name + "': unknown ggml type");
+    // Both the element count and the row count (ne1 * ne2 * ne3) must fit int64; a zero dimension does not
+    // bound the others.
     std::int64_t prod = 1;
+    std::int64_t rows = 1;
     for (std::size_t i = 0; i < ne.size(); ++i) {
       if (ne[i] < 0) throw invalid_argument("tensor '" + name + "': negative dimension");
       if (ne[i] != 0 && prod > INT64_MAX / ne[i]) throw invalid_argument("tensor '" + name + "': too many elements");
+      if (i > 0 && ne[i] != 0 && rows > INT64_MAX / ne[i])
+        throw invalid_argument("tensor '" + name + "': too many rows");
       prod *= ne[i];
+      if (i > 0) rows *= ne[i];
       d[i] = ne[i];
     }
     if (d[0] % tr->block_size != 0)
@@ -920,8 +933,10 @@ class gguf_writer {
     e.type = type;
     e.n_dims = static_cast<std::uint32_t>(ne.size());
     check_dims(name, type, ne, e.ne);
-    const std::uint64_t expected = ggml_row_size(type, static_cast<std::uint64_t>(e.ne[0])) *
-                                   static_cast<std::uint64_t>(e.ne[1] * e.ne[2] * e.ne[3]);
+    const std::uint64_t row_size = ggml_row_size(type, static_cast<std::uint64_t>(e.ne[0]));
+    const auto rows = static_cast<std::uint64_t>(e.ne[1] * e.ne[2] * e.ne[3]);
+    if (rows != 0 && row_size > UINT64_MAX / rows) throw invalid_argument("tensor '" + name + "': byte size overflows");
+    const std::uint64_t expected = row_size * rows;
     if (nbytes != expected)
       throw invalid_argument("tensor '" + name + "': " + std::to_string(nbytes) + " bytes given, " +
                              std::to_string(expected) + " expected for " + to_string(type));
