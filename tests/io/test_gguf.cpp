@@ -3,6 +3,8 @@
 // lengths) raise qroar::format_error, never a crash.
 #include <doctest/doctest.h>
 
+#include <array>
+
 #include "shared_data.hpp"
 
 #include <qroar/io/gguf.hpp>
@@ -448,33 +450,45 @@ TEST_CASE("crafted headers: huge lengths and counts, bad types, bad offsets rais
   }
 }
 
-TEST_CASE("a zero dimension does not hide an overflowing row count (fuzz_gguf finding)") {
-  // ne = {0, 2^32, 2^32, 1}: zero elements, but ne1 * ne2 = 2^64 rows. The reader once multiplied the row
-  // count in int64 (signed overflow; wrapped to 0 rows and opened). Both the reader and the writer reject it.
-  gguf_temp_dir tmp;
-  std::vector<std::uint8_t> b;
-  auto put = [&](std::uint64_t v, int width) {
-    for (int i = 0; i < width; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+TEST_CASE("overflowing row counts and row byte sizes are rejected (fuzz_gguf findings)") {
+  // One f32 tensor "t" with the given dims and 32 data bytes after the header (alignment 32).
+  auto one_tensor_file = [](const std::array<std::uint64_t, 4>& ne) {
+    std::vector<std::uint8_t> b;
+    auto put = [&](std::uint64_t v, int width) {
+      for (int i = 0; i < width; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+    };
+    for (char c : std::string("GGUF")) b.push_back(static_cast<std::uint8_t>(c));
+    put(3, 4);  // version
+    put(1, 8);  // tensor count
+    put(0, 8);  // kv count
+    put(1, 8);  // name length
+    b.push_back('t');
+    put(4, 4);  // n_dims
+    for (std::uint64_t d : ne) put(d, 8);
+    put(0, 4);  // f32
+    put(0, 8);  // offset
+    b.resize((b.size() + 31) / 32 * 32 + 32, 0);
+    return b;
   };
-  for (char c : std::string("GGUF")) b.push_back(static_cast<std::uint8_t>(c));
-  put(3, 4);                   // version
-  put(1, 8);                   // tensor count
-  put(0, 8);                   // kv count
-  put(1, 8);                   // name length
-  b.push_back('t');
-  put(4, 4);                   // n_dims
-  put(0, 8);                   // ne0
-  put(std::uint64_t{1} << 32, 8);
-  put(std::uint64_t{1} << 32, 8);
-  put(1, 8);
-  put(0, 4);                   // f32
-  put(0, 8);                   // offset
-  const fs::path p = tmp.path / "rows.gguf";
-  write_bytes(p, b);
+  gguf_temp_dir tmp;
+  const fs::path p = tmp.path / "crafted.gguf";
+  // ne = {0, 2^32, 2^32, 1}: zero elements but 2^64 rows; the row count was multiplied in int64 (signed
+  // overflow, wrapped to 0 rows: the file opened).
+  write_bytes(p, one_tensor_file({0, std::uint64_t{1} << 32, std::uint64_t{1} << 32, 1}));
   CHECK(try_open(p) == outcome::format_error);
+  // ne0 = 2^62 + 8 floats: 2^64 + 32 bytes per row wrapped to 32, which fit the data section, and dequantize()
+  // then allocated 2^62 floats.
+  write_bytes(p, one_tensor_file({(std::uint64_t{1} << 62) + 8, 1, 1, 1}));
+  CHECK(try_open(p) == outcome::format_error);
+  // the control: 8 floats open
+  write_bytes(p, one_tensor_file({8, 1, 1, 1}));
+  CHECK(try_open(p) == outcome::ok);
+  // the writer refuses the same shapes
   qroar::gguf_writer w;
   const std::int64_t big = std::int64_t{1} << 32;
   CHECK_THROWS_AS(w.add_tensor("t", qroar::ggml_type::f32, {0, big, big, 1}, std::vector<std::uint8_t>{}),
+                  qroar::invalid_argument);
+  CHECK_THROWS_AS(w.add_tensor("t", qroar::ggml_type::f32, {(std::int64_t{1} << 62) + 8}, std::vector<std::uint8_t>(32)),
                   qroar::invalid_argument);
 }
 

@@ -676,7 +676,9 @@ class gguf_file {
         c.fail(dims_at, "row length " + std::to_string(ti.ne[0]) + " is not a multiple of the " + tr->name +
                             " block size " + std::to_string(tr->block_size));
       // Bytes = row bytes * rows; bounded by the file size below, checked here for overflow.
-      const std::uint64_t row_bytes = static_cast<std::uint64_t>(ti.ne[0]) / tr->block_size * tr->type_size;
+      const std::uint64_t row_blocks = static_cast<std::uint64_t>(ti.ne[0]) / tr->block_size;
+      if (row_blocks > UINT64_MAX / tr->type_size) c.fail(dims_at, "row byte size overflows");
+      const std::uint64_t row_bytes = row_blocks * tr->type_size;
       // Rows = ne1 * ne2 * ne3, each product checked: a zero dimension elsewhere makes the element count 0
       // without bounding the other factors (n_rows() must fit int64).
       std::uint64_t rows = 1;
@@ -922,6 +924,8 @@ class gguf_writer {
       if (i > 0) rows *= ne[i];
       d[i] = ne[i];
     }
+    if (static_cast<std::uint64_t>(d[0]) / tr->block_size > UINT64_MAX / tr->type_size)
+      throw invalid_argument("tensor '" + name + "': row byte size overflows");
     if (d[0] % tr->block_size != 0)
       throw invalid_argument("tensor '" + name + "': row length " + std::to_string(d[0]) + " is not a multiple of the " +
                              tr->name + " block size " + std::to_string(tr->block_size));
