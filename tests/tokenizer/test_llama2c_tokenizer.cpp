@@ -148,6 +148,12 @@ TEST_CASE("llama2c_tokenizer: lengths are validated against the file") {
   }
   SUBCASE("bad arguments and files") {
     CHECK_THROWS_AS(qroar::llama2c_tokenizer(path, 0), qroar::invalid_argument);
+    // a one-token vocabulary has no BOS (id 1): encoding with BOS is refused, not read past the pieces
+    // (fuzz_llama2c_tokenizer finding), and without BOS the text falls back to <unk>
+    const temp_file one("tok_one.bin", make_tokenizer_bin(5, {{0.f, "<unk>"}}));
+    const qroar::llama2c_tokenizer tiny_vocab(one.path.string(), 1);
+    CHECK_THROWS_AS(tiny_vocab.encode("ab", true), qroar::invalid_argument);
+    CHECK(tiny_vocab.encode("ab", false) == std::vector<int>{0, 0});
     CHECK_THROWS_AS(qroar::llama2c_tokenizer("/nonexistent/tokenizer.bin", 512), qroar::io_error);
     const temp_file tiny("tok_tiny.bin", "\x07");
     CHECK_THROWS_AS(qroar::llama2c_tokenizer(tiny.path.string(), 512), qroar::format_error);

@@ -86,7 +86,12 @@ class llama2c_tokenizer final : public tokenizer {
   std::vector<int> encode(const std::string& text, bool bos) const override {
     std::vector<int> ids;
     ids.reserve(text.size() + 2);
-    if (bos) ids.push_back(bos_token);
+    if (bos) {
+      if (bos_token >= vocab_size())
+        throw invalid_argument("llama2c_tokenizer::encode: a vocabulary of " + std::to_string(vocab_size()) +
+                               " tokens has no BOS token (id 1)");
+      ids.push_back(bos_token);
+    }
     if (!text.empty()) {
       const int space = find(" ");
       if (space >= 0) ids.push_back(space);
