@@ -500,6 +500,9 @@ class gguf_file {
     return map_.data() + data_offset_ + info.offset;
   }
 
+  // Drops the tensor's resident file pages (mapped_file::evict); its data stays readable.
+  void evict(const gguf_tensor_info& info) const noexcept { map_.evict(data_offset_ + info.offset, info.size); }
+
   // The tensor as floats: (ne1 * ne2 * ne3, ne0), row-major, so ne0 (the input dimension) is the columns.
   // Throws qroar::unsupported for a ggml type qroar cannot dequantize.
   qroar::tensor dequantize(const gguf_tensor_info& info) const {

@@ -141,6 +141,7 @@ inline llama_model llama_model_from_gguf(const gguf_file& f, const gguf_load_opt
                              std::to_string(info->ne[2]) + ", " + std::to_string(info->ne[3]) + "], expected [" +
                              std::to_string(cols) + ", " + std::to_string(rows) + "]");
     tensor t = f.dequantize(*info);
+    f.evict(*info);  // the copy replaces the file pages
     detail::model_io::check_finite(t.data(), static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols), f.path(), name);
     return t;
   };

@@ -264,12 +264,14 @@ inline llama_model load_llama2c(const std::string& path) {
     const io::entry& e = plan[next++];
     t.resize(static_cast<Eigen::Index>(e.rows), static_cast<Eigen::Index>(e.cols));
     std::memcpy(t.data(), file.range(e.offset, e.bytes(), e.name()), e.bytes());
+    file.evict(e.offset, e.bytes());  // the copy replaces the file pages
     detail::model_io::check_finite(t.data(), e.rows, e.cols, path, e.name());
   };
   auto take_vector = [&](vector& v) {
     const io::entry& e = plan[next++];
     v.resize(static_cast<Eigen::Index>(e.cols));
     std::memcpy(v.data(), file.range(e.offset, e.bytes(), e.name()), e.bytes());
+    file.evict(e.offset, e.bytes());
     detail::model_io::check_finite(v.data(), 1, e.cols, path, e.name());
   };
   take_matrix(m.token_embedding);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -60,6 +61,19 @@ class mapped_file {
   const std::uint8_t* data() const noexcept { return data_; }
   std::uint64_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
+
+  // Drops this mapping's resident pages that lie wholly inside [offset, offset + length) (madvise MADV_DONTNEED):
+  // loaders call it after copying a tensor out, so a tensor's file pages and its copy are not resident together
+  // and loading peaks at about the model's size, not twice it. The mapping is read-only and private, so nothing
+  // is lost: reading the range again faults the pages back in from the file. Best effort (errors are ignored).
+  void evict(std::uint64_t offset, std::uint64_t length) const noexcept {
+    if (!data_ || offset >= size_) return;
+    length = std::min(length, size_ - offset);
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<std::uintptr_t>(data_) + offset;
+    const std::uintptr_t first = (begin + page - 1) / page * page, last = (begin + length) / page * page;
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
 
   // Bounds-checked access to [offset, offset + length): throws format_error naming the file, tensor and offset.
   const std::uint8_t* range(std::uint64_t offset, std::uint64_t length, const std::string& tensor_name = {},

@@ -176,12 +176,14 @@ class safetensors_file {
     if (n == 0) return;
     if (t.dtype == "F32") {
       std::memcpy(out, p, static_cast<std::size_t>(n) * 4);
+      file_.evict(data_offset_ + t.begin, t.end - t.begin);  // the copy replaces the file pages
     } else if (t.dtype == "F16" || t.dtype == "BF16") {
       const bool half = t.dtype == "F16";
       for (std::uint64_t i = 0; i < n; ++i) {
         const auto h = static_cast<std::uint16_t>(p[2 * i] | (p[2 * i + 1] << 8));
         out[i] = half ? detail::fp16_to_fp32(h) : detail::bf16_to_fp32(h);
       }
+      file_.evict(data_offset_ + t.begin, t.end - t.begin);
     } else {
       throw unsupported(path() + ": tensor '" + t.name + "': dtype " + t.dtype + " is not supported (F32, F16, BF16 are)");
     }
