@@ -15,7 +15,8 @@ struct search_command_options {
   qroar_cli::model_options model;
   std::vector<std::string> dev, validation;
   int dev_windows = 2, validation_windows = 4;
-  std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", output, report;
+  std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
+              report;
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
   int grid_points = 9, passes = 1;
   bool no_guard = false, force = false;
@@ -50,6 +51,7 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   j["variant"] = o.variant;
   j["granularity"] = o.granularity;
   j["objective"] = o.objective;
+  j["grid_strategy"] = o.grid_strategy;
   j["grid"] = r.grid;
   j["band_pressure"] = r.band_pressure;
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
@@ -84,6 +86,7 @@ int run_search(const search_command_options& o) {
   if (o.objective == "dev_nll") so.objective = qroar::search_objective::dev_nll;
   else if (o.objective == "layer_local") so.objective = qroar::search_objective::layer_local;
   else throw qroar_cli::usage_error("--objective must be dev_nll or layer_local");
+  so.strategy = o.grid_strategy == "coarse_to_fine" ? qroar::grid_strategy::coarse_to_fine : qroar::grid_strategy::exhaustive;
   so.short_guard = o.no_guard ? -1.0 : o.guard;
   so.min_improvement = o.min_improvement;
   so.force_futile = o.force;
@@ -211,6 +214,10 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
   app.add_option("--order", o->order, "band order: pressure (descending Interpolation Pressure) or natural");
   app.add_option("--passes", o->passes, "coordinate-descent passes")->check(CLI::Range(1, 100));
   app.add_option("--objective", o->objective, "dev_nll (end to end) or layer_local (attention-output error)");
+  app.add_option("--grid-strategy", o->grid_strategy,
+                 "exhaustive (every grid point per band) or coarse_to_fine (every second point, then the best's "
+                 "neighbours)")
+      ->check(CLI::IsMember({"exhaustive", "coarse_to_fine"}));
   app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");

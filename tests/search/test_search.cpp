@@ -3,6 +3,8 @@
 // reproduce its numbers through the public API.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include <qroar/io/llama2c.hpp>
@@ -122,16 +124,96 @@ TEST_CASE("acceptance checks: validation never rises and the short-context guard
   }
 }
 
-TEST_CASE("layer-local objective with cached layer inputs") {
+// The layer-local objective from scratch: the scales folded into the full-precision weights, quantized, and both
+// models' attention outputs captured through the public forward pass; mean over windows and layers of
+// ||att - att_FP||^2 / ||att_FP||^2.
+double fresh_layer_local(const qroar::llama_model& fp, const qroar::band_scales& s, const qroar::search_options& o,
+                         const std::vector<std::vector<int>>& windows) {
+  auto m = fp;
+  qroar::apply_band_scales(m, s);
+  qroar::quantize_weights(m, o.quant.weights);
+  const auto hooks = qroar::make_quant_hooks(o.quant, m.config);
+  const auto table = qroar::rope_table::for_positions(m.config.rope_geometry(), o.scaling, 1024);
+  double total = 0.0;
+  for (const auto& w : windows) {
+    const auto ref = qroar::capture_attention(fp, w, table, nullptr, 1);
+    const auto cap = qroar::capture_attention(m, w, table, &hooks, 1);
+    for (std::size_t l = 0; l < ref.size(); ++l)
+      total += (cap[l].att - ref[l].att).squaredNorm() / static_cast<double>(ref[l].att.squaredNorm());
+  }
+  return total / static_cast<double>(windows.size() * static_cast<std::size_t>(fp.config.n_layers));
+}
+
+TEST_CASE("layer-local objective: cached inputs and partial q/k projections reproduce a from-scratch evaluation") {
+  fixture f;
+  if (!f.ok) return;
+  // two dev windows; KV-cache quantization (weights kept) and RTN weights (re-quantized per candidate, so the
+  // changed-rows projection path sees re-quantized rows)
+  auto dev = f.dev;
+  dev.push_back(f.validation.front());
+  for (const char* quant : {"kv:k4:token:g8:post-rope", "rtn:w4:g32:sym+kv:k4v4:token:g8:post-rope"}) {
+    CAPTURE(quant);
+    auto o = f.options(quant, qroar::scale_variant::independent);
+    o.objective = qroar::search_objective::layer_local;
+    o.granularity = qroar::scale_granularity::per_layer;
+    o.grid_points = 3;
+    o.short_guard = -1.0;
+    const auto r = qroar::search_band_scales(f.model, dev, o);
+    REQUIRE_FALSE(r.skipped);
+    CHECK_FALSE(r.scales.is_identity());
+    CHECK(r.final_objective < r.baseline_objective);
+    // Same operations in the same order per element; only the mean is summed in another order (per layer, then
+    // over layers): a few rounding errors of a double sum of 10 terms.
+    constexpr double sum_order_rel_tol = 1e-12;
+    CHECK(fresh_layer_local(f.model, r.scales, o, dev) == doctest::Approx(r.final_objective).epsilon(sum_order_rel_tol));
+    CHECK(fresh_layer_local(f.model, qroar::band_scales(o.bands, o.variant, o.granularity, 5, 4), o, dev) ==
+          doctest::Approx(r.baseline_objective).epsilon(sum_order_rel_tol));
+  }
+}
+
+TEST_CASE("coarse-to-fine grid: fewer evaluations, only grid points, the best coarse point's neighbours tried") {
   fixture f;
   if (!f.ok) return;
   auto o = f.options("kv:k4:token:g8:post-rope", qroar::scale_variant::symmetric);
   o.objective = qroar::search_objective::layer_local;
   o.granularity = qroar::scale_granularity::per_layer;
-  const auto r = qroar::search_band_scales(f.model, f.dev, o);
-  CHECK(r.final_objective <= r.baseline_objective);
-  CHECK(r.baseline_objective > 0.0);
-  CHECK(r.band_pressure.size() == 4);
+  o.grid_points = 9;
+  o.short_guard = -1.0;
+  const auto full = qroar::search_band_scales(f.model, f.dev, o);
+  o.strategy = qroar::grid_strategy::coarse_to_fine;
+  const auto c2f = qroar::search_band_scales(f.model, f.dev, o);
+  REQUIRE_FALSE(c2f.skipped);
+  CHECK(c2f.final_objective <= c2f.baseline_objective);
+  CHECK(c2f.baseline_objective == full.baseline_objective);
+  const auto grid = qroar::log_grid(o.grid_min, o.grid_max, o.grid_points);
+  const int units = 5, bands = 4;
+  for (int unit = 0; unit < units; ++unit)
+    for (int band = 0; band < bands; ++band) {
+      std::vector<const qroar::search_step*> steps;
+      for (const auto& s : c2f.steps)
+        if (s.unit == unit && s.band == band) steps.push_back(&s);
+      CAPTURE(unit);
+      CAPTURE(band);
+      // 4 coarse points {0.5, 0.71, 1.41, 2} around 1, then at most 2 neighbours
+      REQUIRE(steps.size() >= 5);
+      REQUIRE(steps.size() <= 6);
+      for (const auto* s : steps)
+        CHECK(std::find(grid.begin(), grid.end(), s->factor) != grid.end());
+      int best = qroar::nearest_grid_index(grid, 1.0);
+      double best_obj = std::numeric_limits<double>::infinity();
+      // the objective at factor 1 is not a step; a coarse point only wins if it is below every other coarse one
+      for (std::size_t i = 0; i < 4; ++i)
+        if (steps[i]->objective < best_obj) best_obj = steps[i]->objective, best = qroar::nearest_grid_index(grid, steps[i]->factor);
+      std::vector<double> fine;
+      for (std::size_t i = 4; i < steps.size(); ++i) fine.push_back(steps[i]->factor);
+      for (double factor : fine) {
+        const int i = qroar::nearest_grid_index(grid, factor);
+        CHECK((i == best - 1 || i == best + 1 || std::abs(i - 4) == 1));
+      }
+    }
+  CHECK(c2f.evaluations < full.evaluations);
+  MESSAGE("exhaustive " << full.evaluations << " evaluations, objective " << full.final_objective << "; coarse-to-fine "
+                        << c2f.evaluations << ", " << c2f.final_objective);
 }
 
 TEST_CASE("log_grid includes 1 and rejects bad ranges") {

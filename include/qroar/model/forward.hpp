@@ -179,27 +179,81 @@ inline void attention_block(const tensor& q, const tensor& K, const tensor& V, i
 
 namespace detail {
 
-// The body of forward_layers. With cache == nullptr (a whole window at positions [0, n), nothing kept), each layer
-// attends over its own k and v blocks instead of copies in a cache, so evaluation holds one layer's K and V.
-inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_cache* cache, int start,
-                       const rope_table& table, int threads, const forward_hooks* hooks) {
+// Projections a caller already has for attention_heads, each (tokens, features): q and k as x W^T before their
+// hooks and RoPE, v after its hook. Layer-wise searches reuse them, since band scales of W_Q/W_K never change V
+// and change only some rows of W_Q/W_K.
+struct given_projections {
+  const tensor* q = nullptr;
+  const tensor* k = nullptr;
+  const tensor* v = nullptr;
+};
+
+// The attention half of layer l up to (not including) W_O: projections of the normed layer input xb (n, dim),
+// the q/k/v hooks, RoPE, and causal attention into b.att (n, n_heads*head_dim); k and v go to the cache when
+// there is one. Projections in `given` are used instead of computed.
+inline void attention_heads(const llama_model& model, int l, const tensor& xb, kv_cache* cache, int start,
+                            const rope_table& table, int threads, const forward_hooks* hooks, forward_buffers& b,
+                            const given_projections& given = {}) {
   const llama_config& c = model.config;
-  const auto n = x.rows();
+  const llama_layer& L = model.layers[static_cast<std::size_t>(l)];
+  const auto n = xb.rows();
   const int hd = c.head_size();
-  QROAR_ASSERT(x.cols() == c.dim, "x must be (tokens, dim)");
-  QROAR_ASSERT(cache != nullptr || start == 0, "without a cache the block must start at position 0");
-  QROAR_ASSERT(cache == nullptr || start + n <= cache->capacity(), "kv cache too small");
-  QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
-  QROAR_ASSERT(first_layer >= 0 && first_layer <= c.n_layers, "first_layer out of range");
-  const forward_buffers_lease lease;
-  tensor &xb = lease->xb, &q = lease->q, &k = lease->k, &v = lease->v, &att = lease->att, &proj = lease->proj,
-         &h1 = lease->h1, &h3 = lease->h3;
+  tensor &q = b.q, &k = b.k, &v = b.v, &att = b.att;
   att.resize(n, c.q_dim());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   auto rotate = [&](tensor& m, int heads) {
     for (Eigen::Index t = 0; t < n; ++t)
       for (int h = 0; h < heads; ++h) rotate_head(m.data() + t * m.cols() + h * hd, table, start + t);
   };
+  const tensor* v_given = given.v;
+  if (given.q != nullptr) q = *given.q; else matmul_transposed(xb, L.wq, q, threads);
+  if (given.k != nullptr) k = *given.k; else matmul_transposed(xb, L.wk, k, threads);
+  if (v_given == nullptr) matmul_transposed(xb, L.wv, v, threads);
+  QROAR_ASSERT(q.rows() == n && q.cols() == c.q_dim() && k.rows() == n && k.cols() == c.kv_dim(),
+               "given q, k must be (tokens, q_dim), (tokens, kv_dim)");
+  if (hooks && hooks->q_pre_rope) hooks->q_pre_rope(l, start, q);
+  if (hooks && hooks->k_pre_rope) hooks->k_pre_rope(l, start, k);
+  rotate(q, c.n_heads);
+  rotate(k, c.n_kv_heads);
+  if (hooks && hooks->q_post_rope) hooks->q_post_rope(l, start, q);
+  if (hooks && hooks->k_post_rope) hooks->k_post_rope(l, start, k);
+  if (v_given == nullptr && hooks && hooks->v) hooks->v(l, start, v);
+  const tensor* K = &k;
+  const tensor* V = v_given != nullptr ? v_given : &v;
+  QROAR_ASSERT(V->rows() == n && V->cols() == c.kv_dim(), "given v must be (tokens, kv_dim)");
+  if (cache != nullptr) {
+    tensor& Kc = cache->k[static_cast<std::size_t>(l)];
+    tensor& Vc = cache->v[static_cast<std::size_t>(l)];
+    Kc.middleRows(start, n) = k;
+    Vc.middleRows(start, n) = *V;
+    K = &Kc;
+    V = &Vc;
+  }
+
+  // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
+  // Tasks are fixed (head, row block) pairs, so the work of each output row does not depend on the thread count.
+  const Eigen::Index qblocks = (n + attention_query_block - 1) / attention_query_block;
+  parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
+    const int h = task / static_cast<int>(qblocks);
+    const Eigen::Index r0 = (task % qblocks) * attention_query_block;
+    const Eigen::Index m = std::min(attention_query_block, n - r0);
+    attention_block(q, *K, *V, h, h / c.n_rep(), hd, start, r0, m, scale, att);
+  });
+}
+
+// The body of forward_layers. With cache == nullptr (a whole window at positions [0, n), nothing kept), each layer
+// attends over its own k and v blocks instead of copies in a cache, so evaluation holds one layer's K and V.
+inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_cache* cache, int start,
+                       const rope_table& table, int threads, const forward_hooks* hooks) {
+  const llama_config& c = model.config;
+  const auto n = x.rows();
+  QROAR_ASSERT(x.cols() == c.dim, "x must be (tokens, dim)");
+  QROAR_ASSERT(cache != nullptr || start == 0, "without a cache the block must start at position 0");
+  QROAR_ASSERT(cache == nullptr || start + n <= cache->capacity(), "kv cache too small");
+  QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
+  QROAR_ASSERT(first_layer >= 0 && first_layer <= c.n_layers, "first_layer out of range");
+  const forward_buffers_lease lease;
+  tensor &xb = lease->xb, &att = lease->att, &proj = lease->proj, &h1 = lease->h1, &h3 = lease->h3;
 
   for (int l = first_layer; l < c.n_layers; ++l) {
     const llama_layer& L = model.layers[static_cast<std::size_t>(l)];
@@ -209,36 +263,7 @@ inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_
     }
     rmsnorm_rows(x, L.attn_norm, c.norm_eps, xb);
     if (hooks && hooks->attention_input) hooks->attention_input(l, start, xb);
-    matmul_transposed(xb, L.wq, q, threads);
-    matmul_transposed(xb, L.wk, k, threads);
-    matmul_transposed(xb, L.wv, v, threads);
-    if (hooks && hooks->q_pre_rope) hooks->q_pre_rope(l, start, q);
-    if (hooks && hooks->k_pre_rope) hooks->k_pre_rope(l, start, k);
-    rotate(q, c.n_heads);
-    rotate(k, c.n_kv_heads);
-    if (hooks && hooks->q_post_rope) hooks->q_post_rope(l, start, q);
-    if (hooks && hooks->k_post_rope) hooks->k_post_rope(l, start, k);
-    if (hooks && hooks->v) hooks->v(l, start, v);
-    const tensor* K = &k;
-    const tensor* V = &v;
-    if (cache != nullptr) {
-      tensor& Kc = cache->k[static_cast<std::size_t>(l)];
-      tensor& Vc = cache->v[static_cast<std::size_t>(l)];
-      Kc.middleRows(start, n) = k;
-      Vc.middleRows(start, n) = v;
-      K = &Kc;
-      V = &Vc;
-    }
-
-    // Causal attention per (head, block of query rows): softmax(q k^T / sqrt(hd)) v over keys [0, pos].
-    // Tasks are fixed (head, row block) pairs, so the work of each output row does not depend on the thread count.
-    const Eigen::Index qblocks = (n + attention_query_block - 1) / attention_query_block;
-    parallel_for(static_cast<int>(c.n_heads * qblocks), threads, [&](int task) {
-      const int h = task / static_cast<int>(qblocks);
-      const Eigen::Index r0 = (task % qblocks) * attention_query_block;
-      const Eigen::Index m = std::min(attention_query_block, n - r0);
-      attention_block(q, *K, *V, h, h / c.n_rep(), hd, start, r0, m, scale, att);
-    });
+    attention_heads(model, l, xb, cache, start, table, threads, hooks, *lease);
     if (hooks && hooks->attention_output) {
       tensor copy = att;
       hooks->attention_output(l, start, copy);
@@ -309,6 +334,39 @@ inline tensor forward_logits(const llama_model& model, const std::vector<int>& t
   return logits;
 }
 
+namespace detail {
+
+// NLL of tokens[t + 1] for t = 0 .. n-2 from the final hidden states (n, dim) (after the output norm): the
+// classifier's logits in chunks of rows (never all at once), log-sum-exp by kernels::logsumexp (float exps of
+// logits - max, sums accumulated in double): nll = lse(logits_t) - logits_t[tokens[t + 1]].
+inline std::vector<double> nll_from_hidden(const llama_model& model, const tensor& hidden, const std::vector<int>& tokens,
+                                           int threads) {
+  const auto n = hidden.rows();
+  QROAR_ASSERT(static_cast<std::size_t>(n) == tokens.size(), "one hidden row per token");
+  if (n < 2) return {};
+  std::vector<double> nll(static_cast<std::size_t>(n - 1));
+  const tensor& cls = model.classifier();
+  using arch = xsimd::default_arch;
+  const Eigen::Index vocab = cls.rows(), dim = cls.cols();
+  const Eigen::Index panels = (vocab + kernels::gemm_panel_width<arch>() - 1) / kernels::gemm_panel_width<arch>();
+  const float* packed = pack_transposed(cls, threads);
+  const Eigen::Index chunk = gemm_row_chunk;
+  const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
+  parallel_for(tasks, threads, [&](int task) {
+    const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
+    float* logits = scratch(0, static_cast<std::size_t>(m * vocab));  // (m, vocab)
+    kernels::gemm_nt{}(arch{}, hidden.data() + r0 * dim, dim, m, packed, vocab, dim, 0, panels, logits, vocab);
+    for (Eigen::Index i = 0; i < m; ++i) {
+      const double lse = kernels::logsumexp{}(arch{}, logits + i * vocab, static_cast<std::size_t>(vocab));
+      const int target = tokens[static_cast<std::size_t>(r0 + i + 1)];
+      nll[static_cast<std::size_t>(r0 + i)] = lse - static_cast<double>(logits[i * vocab + target]);
+    }
+  });
+  return nll;
+}
+
+}  // namespace detail
+
 // Negative log-likelihood (nats) of tokens[t] given tokens[0..t-1], for t = 1 .. n-1, of one window at positions
 // [0, n). Returns n-1 values. Logits are formed in chunks of rows; log-sum-exp by kernels::logsumexp (float exps
 // of logits - max, sums accumulated in double).
@@ -334,25 +392,7 @@ inline std::vector<double> window_nll(const llama_model& model, const std::vecto
   } else {
     detail::rmsnorm_rows(x, model.final_norm, c.norm_eps, hidden);
   }
-  std::vector<double> nll(static_cast<std::size_t>(n - 1));
-  const tensor& cls = model.classifier();
-  using arch = xsimd::default_arch;
-  const Eigen::Index vocab = cls.rows(), dim = cls.cols();
-  const Eigen::Index panels = (vocab + kernels::gemm_panel_width<arch>() - 1) / kernels::gemm_panel_width<arch>();
-  const float* packed = detail::pack_transposed(cls, threads);
-  const Eigen::Index chunk = detail::gemm_row_chunk;
-  const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
-  detail::parallel_for(tasks, threads, [&](int task) {
-    const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
-    float* logits = detail::scratch(0, static_cast<std::size_t>(m * vocab));  // (m, vocab)
-    kernels::gemm_nt{}(arch{}, hidden.data() + r0 * dim, dim, m, packed, vocab, dim, 0, panels, logits, vocab);
-    for (Eigen::Index i = 0; i < m; ++i) {
-      const double lse = kernels::logsumexp{}(arch{}, logits + i * vocab, static_cast<std::size_t>(vocab));
-      const int target = tokens[static_cast<std::size_t>(r0 + i + 1)];
-      nll[static_cast<std::size_t>(r0 + i)] = lse - static_cast<double>(logits[i * vocab + target]);
-    }
-  });
-  return nll;
+  return detail::nll_from_hidden(model, hidden, tokens, threads);
 }
 
 }  // namespace v0

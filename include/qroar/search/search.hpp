@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -34,9 +35,16 @@ inline namespace v0 {
 // The dev objective can only decrease: a step is taken only when it lowers it.
 enum class search_objective { dev_nll, layer_local };
 enum class band_order { pressure, natural };
+// How a band's grid is walked: every point, or coarse-to-fine (every second point counted from the current
+// factor, then the two neighbours of the best: 6 of the 8 other points of a 9-point grid, 4 of 6 for 7 points).
+// Coarse-to-fine assumes the objective is unimodal in the factor at the grid's resolution.
+enum class grid_strategy { exhaustive, coarse_to_fine };
 
 inline const char* to_string(search_objective o) noexcept { return o == search_objective::dev_nll ? "dev_nll" : "layer_local"; }
 inline const char* to_string(band_order o) noexcept { return o == band_order::pressure ? "pressure" : "natural"; }
+inline const char* to_string(grid_strategy g) noexcept {
+  return g == grid_strategy::exhaustive ? "exhaustive" : "coarse_to_fine";
+}
 
 struct search_progress {
   int evaluations = 0;
@@ -54,6 +62,7 @@ struct search_options {
   band_order order = band_order::pressure;
   int passes = 1;
   search_objective objective = search_objective::dev_nll;
+  grid_strategy strategy = grid_strategy::exhaustive;
   rope_scaling scaling;  // the deployed interpolation
   quant_spec quant;
   std::vector<std::vector<int>> calibration_windows;  // GPTQ calibration (default: dev windows cut to L0)
@@ -107,26 +116,20 @@ inline std::vector<double> log_grid(double lo, double hi, int points) {
   return g;
 }
 
-// NLL of tokens[t] given the prefix, t = 1..n-1, from final hidden states (n, dim) (after the output norm).
+// Index of the grid point nearest to f in log scale (the grid is sorted and positive).
+inline int nearest_grid_index(const std::vector<double>& grid, double f) {
+  int best = 0;
+  for (int i = 1; i < static_cast<int>(grid.size()); ++i)
+    if (std::abs(std::log(grid[static_cast<std::size_t>(i)] / f)) < std::abs(std::log(grid[static_cast<std::size_t>(best)] / f)))
+      best = i;
+  return best;
+}
+
+// NLL of tokens[t] given the prefix, t = 1..n-1, from final hidden states (n, dim) (after the output norm): the
+// computation of window_nll (detail::nll_from_hidden in model/forward.hpp).
 inline std::vector<double> nll_from_hidden(const llama_model& model, const tensor& hidden, const std::vector<int>& tokens,
                                            int threads = 0) {
-  const auto n = hidden.rows();
-  std::vector<double> nll(static_cast<std::size_t>(std::max<Eigen::Index>(0, n - 1)));
-  const tensor& cls = model.classifier();
-  const Eigen::Index chunk = detail::gemm_row_chunk;
-  const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
-  detail::parallel_for(tasks, threads, [&](int task) {
-    const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
-    const tensor logits = hidden.middleRows(r0, m) * cls.transpose();
-    for (Eigen::Index i = 0; i < m; ++i) {
-      const float mx = logits.row(i).maxCoeff();
-      double sum = 0.0;
-      for (Eigen::Index j = 0; j < logits.cols(); ++j) sum += std::exp(static_cast<double>(logits(i, j) - mx));
-      nll[static_cast<std::size_t>(r0 + i)] =
-          std::log(sum) + mx - static_cast<double>(logits(i, tokens[static_cast<std::size_t>(r0 + i + 1)]));
-    }
-  });
-  return nll;
+  return detail::nll_from_hidden(model, hidden, tokens, threads);
 }
 
 namespace detail {
@@ -138,45 +141,84 @@ class search_state {
   search_state(const llama_model& fp, const search_options& o, const std::vector<std::vector<int>>& dev)
       : fp_(fp), o_(o), dev_(dev),
         scales_(o.bands, o.variant, o.granularity, fp.config.n_layers, fp.config.n_kv_heads) {
-    quantized_ = fp;
+    work_ = fp;  // the only copy of the model: quantized here, its W_Q/W_K rewritten per candidate
     const auto& w = o.quant.weights;
     if (w.method == weight_method::gptq) {
       auto calib = o.calibration_windows;
       if (calib.empty())
         for (const auto& d : dev)
           calib.emplace_back(d.begin(), d.begin() + std::min<std::size_t>(d.size(), static_cast<std::size_t>(fp.config.original_ctx)));
-      gptq_quantize_model(quantized_, calib, w, rope_scaling::none(), o.threads);
+      gptq_quantize_model(work_, calib, w, rope_scaling::none(), o.threads);
     } else {
-      quantize_weights(quantized_, w);
+      quantize_weights(work_, w);
     }
     hooks_ = make_quant_hooks(o.quant, fp.config);
-    work_ = quantized_;
     // Scaling commutes with GPTQ's per-row grids (equivariant), and GPTQ cannot be re-run per candidate: scale the
     // GPTQ result. RTN and ggml formats are re-quantized from the scaled full-precision rows, exactly what
     // quantizing an exported patched model does.
     requantize_ = w.method == weight_method::rtn || w.method == weight_method::ggml;
+    if (!requantize_)
+      for (const auto& L : work_.layers) {
+        base_wq_.push_back(L.wq);
+        base_wk_.push_back(L.wk);
+      }
     int longest = 0;
     for (const auto& d : dev) longest = std::max(longest, static_cast<int>(d.size()));
     for (const auto& d : o.validation_windows) longest = std::max(longest, static_cast<int>(d.size()));
     for (const auto& d : o.short_windows) longest = std::max(longest, static_cast<int>(d.size()));
     table_ = rope_table::for_positions(fp.config.rope_geometry(), o.scaling, longest);
-    if (o.objective == search_objective::layer_local) capture_reference();
+    dev_set_.windows = &dev;
+    validation_set_.windows = &o.validation_windows;
+    short_set_.windows = &o.short_windows;
   }
 
   band_scales& scales() noexcept { return scales_; }
-  const llama_model& quantized() const noexcept { return quantized_; }
+  // The quantized model with the current scales (identity before the search moves any).
+  const llama_model& quantized() const noexcept { return work_; }
   const forward_hooks& hooks() const noexcept { return hooks_; }
   const rope_table& table() const noexcept { return table_; }
 
+  // Layer-local objective only, before any scale moves: runs the full-precision model over every dev window
+  // (keeping each layer's attention output as the reference) and the quantized model (comparing its attention
+  // outputs with them), and returns the baseline objective, the mean relative error over windows and layers.
+  // window0 receives the quantized model's post-RoPE q and k of the first window (the diagnostics' input).
+  double reference_and_baseline(std::vector<layer_capture>& window0) {
+    QROAR_ASSERT(o_.objective == search_objective::layer_local, "the reference is the layer-local objective's");
+    ++evaluations_;
+    const int layers = work_.config.n_layers;
+    reference_att_.assign(dev_.size(), std::vector<tensor>(static_cast<std::size_t>(layers)));
+    window0.assign(static_cast<std::size_t>(layers), layer_capture{});
+    double total = 0.0;
+    for (std::size_t w = 0; w < dev_.size(); ++w) {
+      auto& ref = reference_att_[w];
+      forward_hooks fp_hooks;
+      fp_hooks.attention_output = [&](int l, int, tensor& att) { ref[static_cast<std::size_t>(l)] = std::move(att); };
+      tensor x = embed_tokens(fp_, dev_[w]);
+      detail::run_layers(fp_, x, 0, nullptr, 0, table_, o_.threads, &fp_hooks);
+      forward_hooks h = hooks_;
+      h.attention_output = chain_hooks(h.attention_output, [&](int l, int, tensor& att) {
+        total += relative_attention_error(ref[static_cast<std::size_t>(l)], att);
+      });
+      if (w == 0) {
+        h.q_post_rope = chain_hooks(h.q_post_rope, [&](int l, int, tensor& q) { window0[static_cast<std::size_t>(l)].q = q; });
+        h.k_post_rope = chain_hooks(h.k_post_rope, [&](int l, int, tensor& k) { window0[static_cast<std::size_t>(l)].k = k; });
+      }
+      x = embed_tokens(work_, dev_[w]);
+      detail::run_layers(work_, x, 0, nullptr, 0, table_, o_.threads, &h);
+    }
+    return total / static_cast<double>(dev_.size() * static_cast<std::size_t>(layers));
+  }
+
   // Rewrites W_Q / W_K of `layer` from the current scales.
   void refresh_layer(int layer) {
+    for (auto* set : {&dev_set_, &validation_set_, &short_set_})
+      if (set->layer > layer) set->layer = -1;  // those inputs ran through this layer
     std::vector<float> qf, kf;
     band_row_factors(scales_, fp_.config, layer, qf, kf);
     const auto l = static_cast<std::size_t>(layer);
-    const auto& src = requantize_ ? fp_.layers[l] : quantized_.layers[l];
     auto& dst = work_.layers[l];
-    dst.wq = src.wq;
-    dst.wk = src.wk;
+    dst.wq = requantize_ ? fp_.layers[l].wq : base_wq_[l];
+    dst.wk = requantize_ ? fp_.layers[l].wk : base_wk_[l];
     for (Eigen::Index r = 0; r < dst.wq.rows(); ++r) dst.wq.row(r) *= qf[static_cast<std::size_t>(r)];
     for (Eigen::Index r = 0; r < dst.wk.rows(); ++r) dst.wk.row(r) *= kf[static_cast<std::size_t>(r)];
     if (requantize_) {
@@ -190,92 +232,191 @@ class search_state {
     }
   }
 
-  // Caches the residual input of layer `layer` for every dev window, with the current scales of layers before it.
+  // Caches the residual input of layer `layer` for every dev window, with the current scales of layers before it
+  // (advance). For the layer-local objective of one layer it also caches that layer's normed input, V (after the
+  // V hook) and q/k projections: band scales change only W_Q and W_K, so a candidate reruns only the q/k rows that
+  // changed and the attention of the layer (dev_objective).
   void cache_inputs(int layer) {
-    inputs_.resize(dev_.size());
-    cached_layer_ = layer;
-    for (std::size_t w = 0; w < dev_.size(); ++w) {
-      inputs_[w] = embed_tokens(work_, dev_[w]);
-      if (layer == 0) continue;
-      forward_hooks h = hooks_;
-      h.last_layer = layer - 1;
-      kv_cache cache(work_.config, static_cast<int>(dev_[w].size()));
-      forward_layers(work_, inputs_[w], 0, cache, table_, o_.threads, &h);
+    advance(dev_set_, layer);
+    if (attention_inputs_version_ != dev_set_.version) attention_inputs_layer_ = -1;
+    if (layer_only() && attention_inputs_layer_ != layer) {
+      const llama_layer& L = work_.layers[static_cast<std::size_t>(layer)];
+      normed_.resize(dev_.size());
+      values_.resize(dev_.size());
+      q_proj_.resize(dev_.size());
+      k_proj_.resize(dev_.size());
+      for (std::size_t w = 0; w < dev_.size(); ++w) {
+        detail::rmsnorm_rows(dev_set_.x[w], L.attn_norm, work_.config.norm_eps, normed_[w]);
+        if (hooks_.attention_input) hooks_.attention_input(layer, 0, normed_[w]);
+        detail::matmul_transposed(normed_[w], L.wv, values_[w], o_.threads);
+        if (hooks_.v) hooks_.v(layer, 0, values_[w]);
+        detail::matmul_transposed(normed_[w], L.wq, q_proj_[w], o_.threads);
+        detail::matmul_transposed(normed_[w], L.wk, k_proj_[w], o_.threads);
+      }
+      proj_wq_ = L.wq;
+      proj_wk_ = L.wk;
+      attention_inputs_layer_ = layer;
+      attention_inputs_version_ = dev_set_.version;
     }
+  }
+
+  // Brings the cached q/k projections of the layer-local objective up to the layer's current W_Q/W_K (call after
+  // a band's factor is decided, so candidates of the next band recompute only their own rows).
+  void sync_projections(int layer) {
+    if (!layer_only() || attention_inputs_layer_ != layer) return;
+    const llama_layer& L = work_.layers[static_cast<std::size_t>(layer)];
+    const auto q_rows = changed_rows(L.wq, proj_wq_), k_rows = changed_rows(L.wk, proj_wk_);
+    for (std::size_t w = 0; w < dev_.size(); ++w) {
+      project_rows(normed_[w], L.wq, q_rows, q_proj_[w]);
+      project_rows(normed_[w], L.wk, k_rows, k_proj_[w]);
+    }
+    proj_wq_ = L.wq;
+    proj_wk_ = L.wk;
   }
 
   // Dev objective with the current scales, starting from the cached inputs of `first_layer` (layers before it
   // must not have changed since cache_inputs(first_layer)).
   // With `whole_model` (first_layer 0) the layer-local objective averages over every layer whatever the unit.
   double dev_objective(int first_layer, bool whole_model = false) {
-    QROAR_ASSERT(first_layer == cached_layer_, "dev inputs cached for another layer");
+    QROAR_ASSERT(first_layer == dev_set_.layer, "dev inputs cached for another layer");
     ++evaluations_;
-    if (o_.objective == search_objective::dev_nll) {
-      double sum = 0.0;
-      long long count = 0;
-      for (std::size_t w = 0; w < dev_.size(); ++w) {
-        tensor x = inputs_[w];
-        kv_cache cache(work_.config, static_cast<int>(dev_[w].size()));
-        forward_layers(work_, x, first_layer, cache, table_, o_.threads, &hooks_);
-        tensor hidden;
-        rmsnorm_rows(x, work_.final_norm, work_.config.norm_eps, hidden);
-        for (double v : nll_from_hidden(work_, hidden, dev_[w], o_.threads)) sum += v;
-        count += static_cast<long long>(dev_[w].size()) - 1;
-      }
-      return sum / static_cast<double>(count);
-    }
+    if (o_.objective == search_objective::dev_nll) return mean_nll_from(dev_set_);
     // layer-local: relative attention-output error against the full-precision interpolated model, averaged over
     // the layers in scope (the searched layer for per-layer units; every layer for global units)
-    const int last = whole_model || o_.granularity == scale_granularity::global ? work_.config.n_layers - 1 : first_layer;
+    //   e_l = mean over windows of ||att_l - att_l^FP||^2 / ||att_l^FP||^2
+    auto relative_error = [&](std::size_t w, int l, const tensor& att) {
+      return relative_attention_error(reference_att_[w][static_cast<std::size_t>(l)], att);
+    };
+    if (!whole_model && layer_only()) {
+      QROAR_ASSERT(attention_inputs_layer_ == first_layer, "attention inputs cached for another layer");
+      // Only the rows of W_Q/W_K whose factor differs from the cached projections' are projected again: the
+      // GEMM computes every output element by the same FMA sequence whatever the other rows, so this equals
+      // projecting with the whole matrices bit for bit.
+      const llama_layer& L = work_.layers[static_cast<std::size_t>(first_layer)];
+      const auto q_rows = changed_rows(L.wq, proj_wq_), k_rows = changed_rows(L.wk, proj_wk_);
+      const detail::forward_buffers_lease lease;
+      double total = 0.0;
+      for (std::size_t w = 0; w < dev_.size(); ++w) {
+        q_now_ = q_proj_[w];
+        k_now_ = k_proj_[w];
+        project_rows(normed_[w], L.wq, q_rows, q_now_);
+        project_rows(normed_[w], L.wk, k_rows, k_now_);
+        detail::attention_heads(work_, first_layer, normed_[w], nullptr, 0, table_, o_.threads, &hooks_, *lease,
+                                {&q_now_, &k_now_, &values_[w]});
+        total += relative_error(w, first_layer, lease->att);
+      }
+      return total / static_cast<double>(dev_.size());
+    }
+    const int last = work_.config.n_layers - 1;
     double total = 0.0;
     for (std::size_t w = 0; w < dev_.size(); ++w) {
-      tensor x = inputs_[w];
+      tensor x = dev_set_.x[w];
       forward_hooks h = hooks_;
       h.last_layer = last;
-      h.attention_output = chain_hooks(h.attention_output, [&](int l, int, tensor& att) {
-        const tensor& ref = reference_att_[w][static_cast<std::size_t>(l)];
-        total += (att - ref).squaredNorm() / std::max(1e-30, static_cast<double>(ref.squaredNorm()));
-      });
-      kv_cache cache(work_.config, static_cast<int>(dev_[w].size()));
-      forward_layers(work_, x, first_layer, cache, table_, o_.threads, &h);
+      h.attention_output = chain_hooks(h.attention_output, [&](int l, int, tensor& att) { total += relative_error(w, l, att); });
+      detail::run_layers(work_, x, first_layer, nullptr, 0, table_, o_.threads, &h);
     }
     return total / static_cast<double>(dev_.size() * static_cast<std::size_t>(last - first_layer + 1));
   }
 
-  // Mean NLL of whole windows with the current scales (validation and guard sets).
-  double mean_nll(const std::vector<std::vector<int>>& windows) {
-    double sum = 0.0;
-    long long count = 0;
-    for (const auto& w : windows) {
-      for (double v : window_nll(work_, w, table_, o_.threads, &hooks_)) sum += v;
-      count += static_cast<long long>(w.size()) - 1;
-    }
-    return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+  // Whether one unit's layer-local objective covers its own layer only (per-layer and per-head units).
+  bool layer_only() const noexcept {
+    return o_.objective == search_objective::layer_local && o_.granularity != scale_granularity::global;
   }
+
+  // Mean NLL of the validation or short-context guard windows with the current scales, from their cached inputs
+  // of `first_layer` (the layer being searched: layers before it have their final scales for this pass).
+  double validation_nll(int first_layer) { return advance(validation_set_, first_layer), mean_nll_from(validation_set_); }
+  double short_nll(int first_layer) { return advance(short_set_, first_layer), mean_nll_from(short_set_); }
 
   int evaluations() const noexcept { return evaluations_; }
 
  private:
-  static void rmsnorm_rows(const tensor& x, const vector& g, float eps, tensor& out) { detail::rmsnorm_rows(x, g, eps, out); }
+  // Indices of the rows of `now` that differ from `before` (bitwise).
+  static std::vector<Eigen::Index> changed_rows(const tensor& now, const tensor& before) {
+    std::vector<Eigen::Index> rows;
+    for (Eigen::Index r = 0; r < now.rows(); ++r)
+      if (std::memcmp(now.data() + r * now.cols(), before.data() + r * before.cols(),
+                      sizeof(float) * static_cast<std::size_t>(now.cols())) != 0)
+        rows.push_back(r);
+    return rows;
+  }
 
-  void capture_reference() {
-    reference_att_.resize(dev_.size());
-    for (std::size_t w = 0; w < dev_.size(); ++w) {
-      auto cap = capture_attention(fp_, dev_[w], table_, nullptr, o_.threads);
-      for (auto& c : cap) reference_att_[w].push_back(std::move(c.att));
+  // Columns `rows` of proj = x w^T, recomputed from those rows of w.
+  void project_rows(const tensor& x, const tensor& w, const std::vector<Eigen::Index>& rows, tensor& proj) {
+    if (rows.empty()) return;
+    w_rows_.resize(static_cast<Eigen::Index>(rows.size()), w.cols());
+    for (std::size_t i = 0; i < rows.size(); ++i) w_rows_.row(static_cast<Eigen::Index>(i)) = w.row(rows[i]);
+    detail::matmul_transposed(x, w_rows_, proj_rows_, o_.threads);
+    for (std::size_t i = 0; i < rows.size(); ++i) proj.col(rows[i]) = proj_rows_.col(static_cast<Eigen::Index>(i));
+  }
+
+  // Residual-stream inputs of one layer for a set of windows, advanced layer by layer as the search walks the
+  // layers; `version` counts their changes.
+  struct window_inputs {
+    const std::vector<std::vector<int>>* windows = nullptr;
+    std::vector<tensor> x;
+    int layer = -1;
+    int version = 0;
+  };
+
+  // Brings `s` to the input of `layer` with the current scales: layer by layer from the layer it holds, or from
+  // the embeddings when it holds none or a later one. Valid because refresh_layer drops inputs that depend on a
+  // layer whose scales change.
+  void advance(window_inputs& s, int layer) {
+    if (s.layer == layer) return;
+    const auto& windows = *s.windows;
+    if (s.layer < 0 || s.layer > layer) {
+      s.x.resize(windows.size());
+      for (std::size_t w = 0; w < windows.size(); ++w) s.x[w] = embed_tokens(work_, windows[w]);
+      s.layer = 0;
     }
+    for (; s.layer < layer; ++s.layer)
+      for (auto& x : s.x) {
+        forward_hooks h = hooks_;
+        h.last_layer = s.layer;
+        detail::run_layers(work_, x, s.layer, nullptr, 0, table_, o_.threads, &h);
+      }
+    ++s.version;
+  }
+
+  // Mean NLL of the windows of `s` from their cached inputs: the remaining layers, the final norm, the classifier.
+  double mean_nll_from(const window_inputs& s) {
+    const auto& windows = *s.windows;
+    double sum = 0.0;
+    long long count = 0;
+    for (std::size_t w = 0; w < windows.size(); ++w) {
+      tensor x = s.x[w];
+      detail::run_layers(work_, x, s.layer, nullptr, 0, table_, o_.threads, &hooks_);
+      tensor hidden;
+      detail::rmsnorm_rows(x, work_.final_norm, work_.config.norm_eps, hidden);
+      for (double v : detail::nll_from_hidden(work_, hidden, windows[w], o_.threads)) sum += v;
+      count += static_cast<long long>(windows[w].size()) - 1;
+    }
+    return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+  }
+
+  // ||att - ref||^2 / ||ref||^2, one term of the layer-local objective.
+  static double relative_attention_error(const tensor& ref, const tensor& att) {
+    return (att - ref).squaredNorm() / std::max(1e-30, static_cast<double>(ref.squaredNorm()));
   }
 
   const llama_model& fp_;
   const search_options& o_;
   const std::vector<std::vector<int>>& dev_;
   band_scales scales_;
-  llama_model quantized_, work_;
+  llama_model work_;
+  std::vector<tensor> base_wq_, base_wk_;  // quantized W_Q/W_K without scales, when not re-quantized per candidate
   forward_hooks hooks_;
   bool requantize_ = false;
   rope_table table_;
-  std::vector<tensor> inputs_;
-  int cached_layer_ = -1;
+  window_inputs dev_set_, validation_set_, short_set_;
+  // Layer-local objective, per dev window: the normed input of attention_inputs_layer_, its V (after the hook),
+  // and its q/k projections with the weights proj_wq_/proj_wk_.
+  std::vector<tensor> normed_, values_, q_proj_, k_proj_;
+  tensor proj_wq_, proj_wk_;
+  int attention_inputs_layer_ = -1, attention_inputs_version_ = -1;
+  tensor q_now_, k_now_, w_rows_, proj_rows_;  // scratch
   std::vector<std::vector<tensor>> reference_att_;
   int evaluations_ = 0;
 };
@@ -306,10 +447,14 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   detail::search_state st(model, o, dev_windows);
   const int nb = static_cast<int>(o.bands.size());
 
-  // Interpolation Pressure on the quantized model (first dev window) orders the bands.
+  // Interpolation Pressure on the quantized model (first dev window) orders the bands. The layer-local objective
+  // captures that window in the same pass that measures its baseline.
+  const bool layer_local = o.objective == search_objective::layer_local;
+  std::vector<layer_capture> cap;
+  const double layer_local_baseline = layer_local ? st.reference_and_baseline(cap) : 0.0;
+  if (!layer_local) cap = capture_attention(st.quantized(), dev_windows.front(), st.table(), &st.hooks(), o.threads);
   std::vector<std::vector<int>> band_order_per_layer(static_cast<std::size_t>(c.n_layers));
   {
-    const auto cap = capture_attention(st.quantized(), dev_windows.front(), st.table(), &st.hooks(), o.threads);
     diagnostics_options dopt;
     dopt.original_ctx = c.original_ctx;
     dopt.threads = o.threads;
@@ -351,22 +496,36 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   const bool balance_futile = r.equivariance.symmetric_is_noop() && !o.force_futile;
   const int coords = o.variant == scale_variant::independent ? 2 : 1;
   search_progress prog;
+  int per_band = static_cast<int>(r.grid.size()) - 1;
+  if (o.strategy == grid_strategy::coarse_to_fine) {  // an upper bound: coarse points + 2 neighbours
+    const int i0 = nearest_grid_index(r.grid, 1.0), m = static_cast<int>(r.grid.size());
+    const int coarse = i0 / 2 + (m - 1 - i0) / 2;
+    per_band = std::min(per_band, coarse + 2);
+  }
   prog.planned = o.passes * r.scales.units() * nb * (o.variant == scale_variant::independent && !balance_futile ? 2 : 1) *
-                 (static_cast<int>(r.grid.size()) - 1);
+                 per_band;
   prog.stage = "search";
 
   st.cache_inputs(0);
-  r.baseline_objective = st.dev_objective(0, true);
+  r.baseline_objective = layer_local ? layer_local_baseline : st.dev_objective(0, true);
   double current = r.baseline_objective;
-  if (check_validation) r.baseline_validation = r.final_validation = st.mean_nll(o.validation_windows);
-  if (check_short) r.baseline_short = r.final_short = st.mean_nll(o.short_windows);
+  if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0);
+  if (check_short) r.baseline_short = r.final_short = st.short_nll(0);
   double current_validation = r.baseline_validation;
 
+  // The layer-local objective of a per-layer or per-head unit is its own layer's error: evaluated once when the
+  // search reaches the layer, then kept per layer. Every other objective is one function of all the scales, so
+  // `current` carries over from unit to unit (evaluating it again from the new cached inputs gives the same bits).
+  std::vector<double> layer_objective(static_cast<std::size_t>(c.n_layers), std::numeric_limits<double>::quiet_NaN());
+  int objective_layer = -1;
   for (int pass = 0; pass < o.passes; ++pass)
     for (int unit = 0; unit < r.scales.units(); ++unit) {
       const int first_layer = o.granularity == scale_granularity::global ? 0 : layer_of_unit(unit);
       st.cache_inputs(first_layer);
-      current = st.dev_objective(first_layer);  // inputs changed with earlier units' scales
+      if (st.layer_only() && first_layer != objective_layer) {
+        current = st.dev_objective(first_layer);
+        objective_layer = first_layer;
+      }
       for (int band : band_order_per_layer[static_cast<std::size_t>(layer_of_unit(unit))])
         for (int coord = 0; coord < coords; ++coord) {
           const bool independent = o.variant == scale_variant::independent;
@@ -385,8 +544,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             refresh_unit(unit);
           };
           std::vector<std::pair<double, double>> tried;  // (objective, factor)
-          for (double f : r.grid) {
-            if (f == keep) continue;
+          auto evaluate = [&](double f) {
             set(f);
             const double obj = st.dev_objective(first_layer);
             tried.emplace_back(obj, f);
@@ -394,6 +552,28 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             ++prog.evaluations;
             prog.best = std::min(current, obj);
             if (o.progress) o.progress(prog);
+          };
+          if (o.strategy == grid_strategy::exhaustive) {
+            for (double f : r.grid)
+              if (f != keep) evaluate(f);
+          } else {
+            // coarse: every second grid point counted from the current factor's; fine: the two neighbours of the
+            // best point so far (the current factor included)
+            const int i0 = nearest_grid_index(r.grid, keep);
+            const int m = static_cast<int>(r.grid.size());
+            std::vector<bool> done(static_cast<std::size_t>(m), false);
+            done[static_cast<std::size_t>(i0)] = true;
+            for (int i = 0; i < m; ++i)
+              if (i != i0 && (i - i0) % 2 == 0) {
+                evaluate(r.grid[static_cast<std::size_t>(i)]);
+                done[static_cast<std::size_t>(i)] = true;
+              }
+            int b = i0;
+            double best = current;
+            for (const auto& [obj, f] : tried)
+              if (obj < best) best = obj, b = nearest_grid_index(r.grid, f);
+            for (int i : {b - 1, b + 1})
+              if (i >= 0 && i < m && !done[static_cast<std::size_t>(i)]) evaluate(r.grid[static_cast<std::size_t>(i)]);
           }
           std::stable_sort(tried.begin(), tried.end());
           bool moved = false;
@@ -404,11 +584,11 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             std::string note;
             double val = current_validation, shrt = r.final_short;
             if (check_validation) {
-              val = st.mean_nll(o.validation_windows);
+              val = st.validation_nll(first_layer);
               if (val > current_validation) note = "rejected: validation NLL rose";
             }
             if (note.empty() && check_short) {
-              shrt = st.mean_nll(o.short_windows);
+              shrt = st.short_nll(first_layer);
               if (std::exp(shrt - r.baseline_short) - 1.0 > o.short_guard) note = "rejected: short-context guard";
             }
             for (auto& s : r.steps)
@@ -426,11 +606,19 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             }
           }
           if (!moved) set(keep);
+          st.sync_projections(layer_of_unit(unit));
         }
+      if (st.layer_only()) layer_objective[static_cast<std::size_t>(first_layer)] = current;
     }
-  // final objective over the whole model with the chosen scales
-  st.cache_inputs(0);
-  r.final_objective = st.dev_objective(0, true);
+  // The final objective over the whole model with the chosen scales: `current`, or for per-layer objectives the
+  // mean of every layer's final error (each measured on inputs from the final scales of the layers before it).
+  if (st.layer_only()) {
+    r.final_objective = 0.0;
+    for (int l = 0; l < c.n_layers; ++l) r.final_objective += layer_objective[static_cast<std::size_t>(l)];
+    r.final_objective /= c.n_layers;
+  } else {
+    r.final_objective = current;
+  }
   r.evaluations = st.evaluations();
   r.message = r.scales.is_identity() ? "no band factor improved the dev objective under the acceptance checks"
                                      : "found band scales";
