@@ -96,6 +96,26 @@ TEST_CASE("results do not depend on the thread count") {
   CHECK(a == c);
 }
 
+TEST_CASE("the row-chunked FFN of long windows equals the whole-window FFN bit for bit") {
+  // Windows of at least detail::ffn_chunked_from tokens without FFN hooks run the FFN in row chunks; a no-op
+  // ffn_input hook forces the whole-window path. Lengths around the chunk size and the threshold, odd tails.
+  const auto path = qroar_test::shared_file("data/models/stories260K/stories260K.bin");
+  if (path.empty()) return;
+  const auto model = qroar::load_llama2c(path.string());
+  qroar::forward_hooks whole;
+  whole.ffn_input = [](int, int, qroar::tensor&) {};
+  for (int n : {255, 256, 257, 300, 511}) {
+    CAPTURE(n);
+    std::vector<int> tokens(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int>((i * 53 + 5) % 512);
+    const auto table = qroar::rope_table::for_positions(model.config.rope_geometry(), qroar::rope_scaling::none(), n);
+    for (int threads : {1, 2}) {
+      CAPTURE(threads);
+      CHECK(qroar::window_nll(model, tokens, table, threads) == qroar::window_nll(model, tokens, table, threads, &whole));
+    }
+  }
+}
+
 TEST_CASE("perplexity windows: non-overlapping and strided scoring") {
   const auto path = qroar_test::shared_file("data/models/stories260K/stories260K.bin");
   if (path.empty()) return;

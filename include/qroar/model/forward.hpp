@@ -66,9 +66,15 @@ inline constexpr Eigen::Index gemm_row_chunk = 64;
 inline constexpr Eigen::Index gemm_col_chunk = 256;
 inline constexpr Eigen::Index attention_query_block = 64;
 
-// Per-thread scratch, 64-byte aligned; grows, never shrinks. Slot 0: attention tasks, slot 1: packed weights.
+// Rows per task of the row-chunked FFN (run_layers), and the window length from which it is used.
+inline constexpr Eigen::Index ffn_row_chunk = 64;
+inline constexpr Eigen::Index ffn_chunked_from = 256;
+
+// Per-thread scratch, 64-byte aligned; grows, never shrinks. Slot 0: attention and FFN tasks, slot 1: packed
+// weights of matmul_transposed, slots 2-4: the FFN's packed W1, W3, W2.
+inline constexpr int scratch_slots = 5;
 inline float* scratch(int slot, std::size_t floats) {
-  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> buffers[2];
+  thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> buffers[scratch_slots];
   auto& b = buffers[slot];
   if (b.size() < floats) b.resize(floats);
   return b.data();
@@ -80,12 +86,12 @@ inline float* scratch(int slot, std::size_t floats) {
 inline constexpr Eigen::Index gemm_panels_per_task =
     std::max<Eigen::Index>(1, gemm_col_chunk / kernels::gemm_panel_width<xsimd::default_arch>());
 
-// Packs w for kernels::gemm_nt into this thread's scratch (slot 1), in parallel over groups of panels.
-inline const float* pack_transposed(const tensor& w, int threads) {
+// Packs w for kernels::gemm_nt into this thread's scratch (slot 1 unless told), in parallel over groups of panels.
+inline const float* pack_transposed(const tensor& w, int threads, int slot = 1) {
   using arch = xsimd::default_arch;
   constexpr Eigen::Index P = kernels::gemm_panel_width<arch>();
   const Eigen::Index features = w.rows(), in = w.cols(), panels = (features + P - 1) / P;
-  float* packed = scratch(1, kernels::packed_weights_size(features, in, P));
+  float* packed = scratch(slot, kernels::packed_weights_size(features, in, P));
   const Eigen::Index groups = (panels + gemm_panels_per_task - 1) / gemm_panels_per_task;
   parallel_for(static_cast<int>(groups), threads, [&](int g) {
     const Eigen::Index p0 = g * gemm_panels_per_task;
@@ -241,6 +247,37 @@ inline void attention_heads(const llama_model& model, int l, const tensor& xb, k
   });
 }
 
+// x += w2 (silu(w1 rmsnorm(x)) * w3 rmsnorm(x)) in tasks of ffn_row_chunk rows: W1, W3, W2 packed once, each task
+// normalizes its rows and runs the three GEMMs (kernels::gemm_nt over all features) in its own scratch. Every
+// element gets the same operations as the whole-window path (rmsnorm_rows, matmul_transposed, swiglu, +=), so
+// the results are bitwise identical; memory is threads x chunk x (2 dim + 2 hidden) instead of n x (2 dim + 2 hidden).
+inline void ffn_in_row_chunks(const llama_layer& L, const llama_config& c, tensor& x, int threads) {
+  using arch = xsimd::default_arch;
+  constexpr Eigen::Index P = kernels::gemm_panel_width<arch>();
+  const Eigen::Index n = x.rows(), dim = c.dim, hidden = c.hidden_dim;
+  const float* w1 = pack_transposed(L.w1, threads, 2);
+  const float* w3 = pack_transposed(L.w3, threads, 3);
+  const float* w2 = pack_transposed(L.w2, threads, 4);
+  const Eigen::Index hidden_panels = (hidden + P - 1) / P, dim_panels = (dim + P - 1) / P;
+  const int tasks = static_cast<int>((n + ffn_row_chunk - 1) / ffn_row_chunk);
+  parallel_for(tasks, threads, [&](int task) {
+    const Eigen::Index r0 = task * ffn_row_chunk, m = std::min(ffn_row_chunk, n - r0);
+    float* xb = scratch(0, static_cast<std::size_t>(ffn_row_chunk * (2 * dim + 2 * hidden)));
+    float* h1 = xb + ffn_row_chunk * dim;
+    float* h3 = h1 + ffn_row_chunk * hidden;
+    float* proj = h3 + ffn_row_chunk * hidden;
+    for (Eigen::Index t = 0; t < m; ++t)
+      kernels::rmsnorm{}(arch{}, x.data() + (r0 + t) * dim, L.ffn_norm.data(), static_cast<std::size_t>(dim),
+                         c.norm_eps, xb + t * dim);
+    kernels::gemm_nt{}(arch{}, xb, dim, m, w1, hidden, dim, 0, hidden_panels, h1, hidden);
+    kernels::gemm_nt{}(arch{}, xb, dim, m, w3, hidden, dim, 0, hidden_panels, h3, hidden);
+    kernels::swiglu{}(arch{}, h1, h3, static_cast<std::size_t>(m * hidden), h1);
+    kernels::gemm_nt{}(arch{}, h1, hidden, m, w2, dim, hidden, 0, dim_panels, proj, dim);
+    for (Eigen::Index t = 0; t < m; ++t)
+      for (Eigen::Index j = 0; j < dim; ++j) x(r0 + t, j) += proj[t * dim + j];
+  });
+}
+
 // The body of forward_layers. With cache == nullptr (a whole window at positions [0, n), nothing kept), each layer
 // attends over its own k and v blocks instead of copies in a cache, so evaluation holds one layer's K and V.
 inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_cache* cache, int start,
@@ -271,7 +308,13 @@ inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_
     matmul_transposed(att, L.wo, proj, threads);
     x += proj;
 
-    // SwiGLU FFN (Shazeer 2020): w2 (silu(w1 x) * w3 x)
+    // SwiGLU FFN (Shazeer 2020): w2 (silu(w1 x) * w3 x). Long windows without FFN hooks run it in row chunks,
+    // so the (n, hidden) activations are never held whole.
+    if (n >= ffn_chunked_from && !(hooks && (hooks->ffn_input || hooks->ffn_hidden))) {
+      ffn_in_row_chunks(L, c, x, threads);
+      if (hooks && hooks->last_layer == l) break;
+      continue;
+    }
     rmsnorm_rows(x, L.ffn_norm, c.norm_eps, xb);
     if (hooks && hooks->ffn_input) hooks->ffn_input(l, start, xb);
     matmul_transposed(xb, L.w1, h1, threads);
