@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// SIMD kernels (xsimd functors, each with a scalar _ref twin): attention, RMSNorm, SwiGLU, log-sum-exp.
+// SIMD kernels (xsimd functors, each with a scalar _ref twin): attention, RMSNorm, SwiGLU, log-sum-exp, GEMM,
+// dequantization of ggml blocks.
 #pragma once
 
 #include "kernels/attention.hpp"
+#include "kernels/dequantize.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/logsumexp.hpp"
 #include "kernels/norm.hpp"

@@ -21,6 +21,7 @@
 #include "../config.hpp"
 #include "../detail/half.hpp"
 #include "../error.hpp"
+#include "../kernels/dequantize.hpp"
 #include "ggml_types.hpp"
 
 namespace qroar {
@@ -117,6 +118,12 @@ struct block_q6_K {
   std::uint16_t d;
 };
 static_assert(sizeof(block_q6_K) == block_q6_K::type_size, "wrong q6_K block size/padding");
+// The xsimd kernels (kernels/dequantize.hpp) read the same layouts from bytes.
+static_assert(kernels::q8_0_bytes == sizeof(block_q8_0) && kernels::q4_0_bytes == sizeof(block_q4_0) &&
+                  kernels::q4_1_bytes == sizeof(block_q4_1) && kernels::q5_0_bytes == sizeof(block_q5_0) &&
+                  kernels::q5_1_bytes == sizeof(block_q5_1) && kernels::q4_K_bytes == sizeof(block_q4_K) &&
+                  kernels::q5_K_bytes == sizeof(block_q5_K) && kernels::q6_K_bytes == sizeof(block_q6_K),
+              "kernels/dequantize.hpp block sizes");
 
 namespace detail {
 
@@ -838,6 +845,7 @@ inline void check_row(ggml_type type, std::int64_t n, const char* op) {
 // dst[0..n) = the n values stored at src in `type` (n / block_size blocks). Throws qroar::unsupported for a
 // type outside ggml_type_is_convertible; n must be a multiple of the block size (QROAR_ASSERT).
 inline void dequantize_row(ggml_type type, const void* src, float* dst, std::int64_t n) {
+  using arch = xsimd::default_arch;
   detail::check_row(type, n, "dequantize_row");
   const auto* b = static_cast<const std::uint8_t*>(src);
   switch (type) {
@@ -851,21 +859,16 @@ inline void dequantize_row(ggml_type type, const void* src, float* dst, std::int
         dst[i] = detail::fp16_to_fp32(h);
       }
       return;
-    case ggml_type::bf16:
-      for (std::int64_t i = 0; i < n; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, b + 2 * i, 2);
-        dst[i] = detail::bf16_to_fp32(h);
-      }
-      return;
-    case ggml_type::q8_0: return dequantize_row_q8_0(static_cast<const block_q8_0*>(src), dst, n);
-    case ggml_type::q4_0: return dequantize_row_q4_0(static_cast<const block_q4_0*>(src), dst, n);
-    case ggml_type::q4_1: return dequantize_row_q4_1(static_cast<const block_q4_1*>(src), dst, n);
-    case ggml_type::q5_0: return dequantize_row_q5_0(static_cast<const block_q5_0*>(src), dst, n);
-    case ggml_type::q5_1: return dequantize_row_q5_1(static_cast<const block_q5_1*>(src), dst, n);
-    case ggml_type::q4_k: return dequantize_row_q4_K(static_cast<const block_q4_K*>(src), dst, n);
-    case ggml_type::q5_k: return dequantize_row_q5_K(static_cast<const block_q5_K*>(src), dst, n);
-    case ggml_type::q6_k: return dequantize_row_q6_K(static_cast<const block_q6_K*>(src), dst, n);
+    case ggml_type::bf16: return kernels::dequantize_bf16{}(arch{}, b, dst, n);
+    // the xsimd kernels of kernels/dequantize.hpp, bit-exact twins of dequantize_row_<type> above
+    case ggml_type::q8_0: return kernels::dequantize_q8_0{}(arch{}, b, dst, n / block_q8_0::block_size);
+    case ggml_type::q4_0: return kernels::dequantize_q4_0{}(arch{}, b, dst, n / block_q4_0::block_size);
+    case ggml_type::q4_1: return kernels::dequantize_q4_1{}(arch{}, b, dst, n / block_q4_1::block_size);
+    case ggml_type::q5_0: return kernels::dequantize_q5_0{}(arch{}, b, dst, n / block_q5_0::block_size);
+    case ggml_type::q5_1: return kernels::dequantize_q5_1{}(arch{}, b, dst, n / block_q5_1::block_size);
+    case ggml_type::q4_k: return kernels::dequantize_q4_K{}(arch{}, b, dst, n / qk_k);
+    case ggml_type::q5_k: return kernels::dequantize_q5_K{}(arch{}, b, dst, n / qk_k);
+    case ggml_type::q6_k: return kernels::dequantize_q6_K{}(arch{}, b, dst, n / qk_k);
     default: return;  // unreachable: check_row threw
   }
 }
