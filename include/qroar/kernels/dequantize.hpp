@@ -53,6 +53,14 @@ inline std::uint32_t u32_at(const std::uint8_t* p) noexcept {
          static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
 }
 
+// 16 in the lanes where x != 0, else 0, without comparisons (xsimd 8.1's integer select does not compile for
+// AVX-512 in C++20 mode): x | -x has its sign bit set exactly when x != 0; the arithmetic shift spreads it.
+template <class Arch>
+inline xsimd::batch<std::int32_t, Arch> sixteen_if_set(xsimd::batch<std::int32_t, Arch> x) noexcept {
+  using ib = xsimd::batch<std::int32_t, Arch>;
+  return ((x | (ib(0) - x)) >> 31) & ib(16);
+}
+
 // Lane masks 1 << j for j = 0 .. 31 (bit j of a Q5 block's qh holds bit 4 of element j).
 alignas(64) inline constexpr std::int32_t bit_of_element[32] = {
     1,       2,       4,       8,       16,      32,       64,       128,      256,       512,       1024,
@@ -129,7 +137,7 @@ struct dequantize_q5 {
     constexpr int N = static_cast<int>(ib::size);
     static_assert(16 % N == 0, "lanes must divide the half block");
     constexpr std::size_t bytes = WithMin ? q5_1_bytes : q5_0_bytes, qh_at = WithMin ? 4 : 2;
-    const ib low(0x0F), sixteen(16), zero(0);
+    const ib low(0x0F), sixteen(16);
     for (std::int64_t i = 0; i < blocks; ++i, src += bytes, dst += 32) {
       const fb d(detail::half_at(src));
       const fb m(WithMin ? detail::half_at(src + 2) : 0.0f);
@@ -137,8 +145,8 @@ struct dequantize_q5 {
       const std::uint8_t* qs = src + qh_at + 4;
       for (int j = 0; j < 16; j += N) {
         const ib q = ib::load_unaligned(qs + j);
-        const ib h0 = xsimd::select((qh & ib::load_aligned(detail::bit_of_element + j)) != zero, sixteen, zero);
-        const ib h1 = xsimd::select((qh & ib::load_aligned(detail::bit_of_element + 16 + j)) != zero, sixteen, zero);
+        const ib h0 = detail::sixteen_if_set(qh & ib::load_aligned(detail::bit_of_element + j));
+        const ib h1 = detail::sixteen_if_set(qh & ib::load_aligned(detail::bit_of_element + 16 + j));
         if constexpr (WithMin) {
           (detail::separately_rounded(xsimd::to_float((q & low) | h0) * d) + m).store_unaligned(dst + j);
           (detail::separately_rounded(xsimd::to_float((q >> 4) | h1) * d) + m).store_unaligned(dst + 16 + j);
@@ -164,7 +172,7 @@ struct dequantize_qk_min {
     constexpr int N = static_cast<int>(ib::size);
     static_assert(32 % N == 0, "lanes must divide the sub-block");
     constexpr std::size_t bytes = Five ? q5_K_bytes : q4_K_bytes;
-    const ib low(0x0F), sixteen(16), zero(0);
+    const ib low(0x0F);
     for (std::int64_t i = 0; i < blocks; ++i, src += bytes) {
       const float d = detail::half_at(src), dmin = detail::half_at(src + 2);
       const std::uint8_t* scales = src + 4;  // 12 bytes
@@ -191,8 +199,8 @@ struct dequantize_qk_min {
           ib lo = q & low, hi = q >> 4;
           if constexpr (Five) {
             const ib h = ib::load_unaligned(qh + l);
-            lo = lo + xsimd::select((h & u1) != zero, sixteen, zero);
-            hi = hi + xsimd::select((h & u2) != zero, sixteen, zero);
+            lo = lo + detail::sixteen_if_set(h & u1);
+            hi = hi + detail::sixteen_if_set(h & u2);
           }
           (detail::separately_rounded(d1 * xsimd::to_float(lo)) - m1).store_unaligned(dst + l);
           (detail::separately_rounded(d2 * xsimd::to_float(hi)) - m2).store_unaligned(dst + 32 + l);
