@@ -142,7 +142,8 @@ double fresh_layer_local(const qroar::llama_model& fp, const qroar::band_scales&
   return total / static_cast<double>(windows.size() * static_cast<std::size_t>(fp.config.n_layers));
 }
 
-TEST_CASE("layer-local objective: cached inputs and partial q/k projections reproduce a from-scratch evaluation") {
+TEST_CASE("layer-local objective: cached inputs and partial q/k projections reproduce a from-scratch evaluation" *
+          doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   // two dev windows; KV-cache quantization (weights kept) and RTN weights (re-quantized per candidate, so the
@@ -169,7 +170,8 @@ TEST_CASE("layer-local objective: cached inputs and partial q/k projections repr
   }
 }
 
-TEST_CASE("coarse-to-fine grid: fewer evaluations, only grid points, the best coarse point's neighbours tried") {
+TEST_CASE("coarse-to-fine grid: fewer evaluations, only grid points, the best coarse point's neighbours tried" *
+          doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   auto o = f.options("kv:k4:token:g8:post-rope", qroar::scale_variant::symmetric);
