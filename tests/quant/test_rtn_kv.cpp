@@ -15,14 +15,13 @@
 #include <qroar/quant/rtn.hpp>
 #include <qroar/quant/spec.hpp>
 
+#include "../kernels/kernels_testing.hpp"
+
 namespace {
 
 qroar::tensor gaussian(Eigen::Index rows, Eigen::Index cols, unsigned seed) {
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  qroar::tensor t(rows, cols);
-  for (Eigen::Index i = 0; i < t.size(); ++i) t.data()[i] = nd(rng);
-  return t;
+  return qroar_kernels_test::random_tensor(rows, cols, rng);
 }
 
 // Round-to-nearest fake quantization of the values at `idx` of `v` (one group), from the formulas:

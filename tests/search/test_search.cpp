@@ -43,17 +43,27 @@ struct fixture {
   }
 };
 
+// The deployed model from scratch through the public API: the scales folded into the full-precision weights,
+// then quantized, with the spec's KV/activation hooks and the deployed RoPE table (windows up to 1024 tokens).
+struct deployed {
+  qroar::llama_model model;
+  qroar::forward_hooks hooks;
+  qroar::rope_table table;
+  deployed(const qroar::llama_model& fp, const qroar::band_scales& s, const qroar::search_options& o) : model(fp) {
+    qroar::apply_band_scales(model, s);
+    qroar::quantize_weights(model, o.quant.weights);
+    hooks = qroar::make_quant_hooks(o.quant, model.config);
+    table = qroar::rope_table::for_positions(model.config.rope_geometry(), o.scaling, 1024);
+  }
+};
+
 double fresh_mean_nll(const qroar::llama_model& fp, const qroar::band_scales& s, const qroar::search_options& o,
                       const std::vector<std::vector<int>>& windows) {
-  auto m = fp;
-  qroar::apply_band_scales(m, s);
-  qroar::quantize_weights(m, o.quant.weights);
-  const auto hooks = qroar::make_quant_hooks(o.quant, m.config);
-  const auto table = qroar::rope_table::for_positions(m.config.rope_geometry(), o.scaling, 1024);
+  const deployed d(fp, s, o);
   double sum = 0;
   long long n = 0;
   for (const auto& w : windows) {
-    for (double v : qroar::window_nll(m, w, table, 1, &hooks)) sum += v;
+    for (double v : qroar::window_nll(d.model, w, d.table, 1, &d.hooks)) sum += v;
     n += static_cast<long long>(w.size()) - 1;
   }
   return sum / static_cast<double>(n);
@@ -125,17 +135,13 @@ TEST_CASE("acceptance checks: validation never rises and the short-context guard
 // The layer-local objective from scratch: the scales folded into the full-precision weights, quantized, and both
 // models' attention outputs captured through the public forward pass; mean over windows and layers of
 // ||att - att_FP||^2 / ||att_FP||^2.
-double fresh_layer_local(const qroar::llama_model& fp, const qroar::band_scales& s, const qroar::search_options& o,
-                         const std::vector<std::vector<int>>& windows) {
-  auto m = fp;
-  qroar::apply_band_scales(m, s);
-  qroar::quantize_weights(m, o.quant.weights);
-  const auto hooks = qroar::make_quant_hooks(o.quant, m.config);
-  const auto table = qroar::rope_table::for_positions(m.config.rope_geometry(), o.scaling, 1024);
+static double fresh_layer_local(const qroar::llama_model& fp, const qroar::band_scales& s,
+                                const qroar::search_options& o, const std::vector<std::vector<int>>& windows) {
+  const deployed d(fp, s, o);
   double total = 0.0;
   for (const auto& w : windows) {
-    const auto ref = qroar::capture_attention(fp, w, table, nullptr, 1);
-    const auto cap = qroar::capture_attention(m, w, table, &hooks, 1);
+    const auto ref = qroar::capture_attention(fp, w, d.table, nullptr, 1);
+    const auto cap = qroar::capture_attention(d.model, w, d.table, &d.hooks, 1);
     for (std::size_t l = 0; l < ref.size(); ++l)
       total += (cap[l].att - ref[l].att).squaredNorm() / static_cast<double>(ref[l].att.squaredNorm());
   }
