@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // SIMD kernels (xsimd functors, each with a scalar _ref twin): attention, RMSNorm, SwiGLU, log-sum-exp, GEMM,
-// dequantization of ggml blocks.
+// dequantization and quantization of ggml blocks and RTN groups.
 #pragma once
 
 #include "kernels/attention.hpp"
@@ -8,4 +8,5 @@
 #include "kernels/gemm.hpp"
 #include "kernels/logsumexp.hpp"
 #include "kernels/norm.hpp"
+#include "kernels/quantize.hpp"
 #include "kernels/swiglu.hpp"

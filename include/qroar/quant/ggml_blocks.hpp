@@ -20,8 +20,10 @@
 
 #include "../config.hpp"
 #include "../detail/half.hpp"
+#include "../detail/rounding.hpp"
 #include "../error.hpp"
 #include "../kernels/dequantize.hpp"
+#include "../kernels/quantize.hpp"
 #include "ggml_types.hpp"
 
 namespace qroar {
@@ -126,20 +128,6 @@ static_assert(kernels::q8_0_bytes == sizeof(block_q8_0) && kernels::q4_0_bytes =
               "kernels/dequantize.hpp block sizes");
 
 namespace detail {
-
-// The value of a float product rounded to float, hidden from the optimiser so that it cannot be contracted
-// with a following addition into an FMA (see the file comment).
-inline float rounded(float x) noexcept {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || (defined(__i386__) && defined(__SSE_MATH__)))
-  __asm__("" : "+x"(x));
-#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
-  __asm__("" : "+w"(x));
-#else
-  volatile float v = x;
-  x = v;
-#endif
-  return x;
-}
 
 // a * b rounded to float before any use.
 inline float mul(float a, float b) noexcept { return rounded(a * b); }
@@ -873,10 +861,19 @@ inline void dequantize_row(ggml_type type, const void* src, float* dst, std::int
   }
 }
 
+namespace detail {
+// One block of 32 through a reference quantizer (the kernels' fallback).
+template <class Block, void (*Ref)(const float*, Block*, std::int64_t) noexcept>
+inline void ref_block(const float* x, std::uint8_t* dst) noexcept {
+  Ref(x, reinterpret_cast<Block*>(dst), 32);
+}
+}  // namespace detail
+
 // Writes ggml_row_size(type, n) bytes at dst: src[0..n) stored in `type` by ggml's reference quantizer
 // (f16 / bf16 by round-to-nearest-even). Same errors as dequantize_row. Block data must be 2-byte aligned
 // (alignof of the block structs), as it is in a GGUF data section.
 inline void quantize_row(ggml_type type, const float* src, void* dst, std::int64_t n) {
+  using arch = xsimd::default_arch;
   detail::check_row(type, n, "quantize_row");
   auto* b = static_cast<std::uint8_t*>(dst);
   switch (type) {
@@ -895,11 +892,13 @@ inline void quantize_row(ggml_type type, const float* src, void* dst, std::int64
         std::memcpy(b + 2 * i, &h, 2);
       }
       return;
-    case ggml_type::q8_0: return quantize_row_q8_0_ref(src, static_cast<block_q8_0*>(dst), n);
-    case ggml_type::q4_0: return quantize_row_q4_0_ref(src, static_cast<block_q4_0*>(dst), n);
-    case ggml_type::q4_1: return quantize_row_q4_1_ref(src, static_cast<block_q4_1*>(dst), n);
-    case ggml_type::q5_0: return quantize_row_q5_0_ref(src, static_cast<block_q5_0*>(dst), n);
-    case ggml_type::q5_1: return quantize_row_q5_1_ref(src, static_cast<block_q5_1*>(dst), n);
+    // the xsimd kernels of kernels/quantize.hpp, bit-exact twins of quantize_row_<type>_ref above (which they
+    // call for blocks they do not handle); the K-quants run their references (see kernels/quantize.hpp)
+    case ggml_type::q8_0: return kernels::quantize_q8_0{}(arch{}, src, b, n / 32, detail::ref_block<block_q8_0, quantize_row_q8_0_ref>);
+    case ggml_type::q4_0: return kernels::quantize_q4_0{}(arch{}, src, b, n / 32, detail::ref_block<block_q4_0, quantize_row_q4_0_ref>);
+    case ggml_type::q4_1: return kernels::quantize_q4_1{}(arch{}, src, b, n / 32, detail::ref_block<block_q4_1, quantize_row_q4_1_ref>);
+    case ggml_type::q5_0: return kernels::quantize_q5_0{}(arch{}, src, b, n / 32, detail::ref_block<block_q5_0, quantize_row_q5_0_ref>);
+    case ggml_type::q5_1: return kernels::quantize_q5_1{}(arch{}, src, b, n / 32, detail::ref_block<block_q5_1, quantize_row_q5_1_ref>);
     case ggml_type::q4_k: return quantize_row_q4_K_ref(src, static_cast<block_q4_K*>(dst), n);
     case ggml_type::q5_k: return quantize_row_q5_K_ref(src, static_cast<block_q5_K*>(dst), n);
     case ggml_type::q6_k: return quantize_row_q6_K_ref(src, static_cast<block_q6_K*>(dst), n);

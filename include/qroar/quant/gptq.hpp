@@ -69,13 +69,13 @@ inline row_grid find_row_grid(const double* x, Eigen::Index n, Eigen::Index stri
     g.qmin = -g.qmax - 1.0f;
     float amax = 0.0f;
     for (float a : v) amax = std::max(amax, std::abs(a));
-    g.scale = round_scale(amax * clip / g.qmax, s.fp16_scales);
+    g.scale = kernels::detail::rtn_symmetric_scale(amax, s.bits, s.fp16_scales, clip);
   } else {
     g.qmin = 0.0f;
     g.qmax = static_cast<float>((1 << s.bits) - 1);
-    float mn = *std::min_element(v.begin(), v.end()) * clip, mx = *std::max_element(v.begin(), v.end()) * clip;
-    g.scale = round_scale((mx - mn) / g.qmax, s.fp16_scales);
-    if (g.scale > 0.0f) g.zero = std::nearbyint(-mn / g.scale);
+    const float mn = *std::min_element(v.begin(), v.end()), mx = *std::max_element(v.begin(), v.end());
+    g.scale = kernels::detail::rtn_asymmetric_scale(mn, mx, s.bits, s.fp16_scales, clip);
+    if (g.scale > 0.0f) g.zero = std::nearbyint(-(mn * clip) / g.scale);
     else g.passthrough = true;
   }
   return g;

@@ -34,14 +34,14 @@ inline void quantize_per_token(tensor& rows, int head_dim, int group_size, int b
 // Fake-quantizes rows (tokens, channels) in place per channel, in groups of positions aligned to multiples of
 // group_size (row 0 is position `first_position`).
 inline void quantize_per_channel(tensor& rows, int first_position, int group_size, int bits, bool symmetric) {
-  const rtn_group_params p{bits, symmetric, false};
   const Eigen::Index cols = rows.cols();
   Eigen::Index t0 = 0;
   while (t0 < rows.rows()) {
     const Eigen::Index pos = first_position + t0;
     const Eigen::Index end = std::min<Eigen::Index>(rows.rows(), t0 + (group_size - pos % group_size));
-    for (Eigen::Index c = 0; c < cols; ++c)
-      rtn_quantize_group(rows.data() + t0 * cols + c, static_cast<int>(end - t0), cols, p, false);
+    // SIMD lanes are channels (kernels/quantize.hpp; bit-exact with one rtn_group per channel)
+    kernels::rtn_fake_quantize_columns{}(xsimd::default_arch{}, rows.data() + t0 * cols, static_cast<int>(end - t0),
+                                         static_cast<int>(cols), cols, bits, symmetric);
     t0 = end;
   }
 }

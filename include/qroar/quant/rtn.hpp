@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "../detail/half.hpp"
+#include "../kernels/quantize.hpp"
 #include "../tensor.hpp"
 #include "spec.hpp"
 
@@ -27,43 +27,21 @@ struct rtn_group_params {
 
 namespace detail {
 
-inline float round_scale(float s, bool fp16) noexcept { return fp16 ? fp16_to_fp32(fp32_to_fp16(s)) : s; }
-
-// Returns the squared error of the group; writes the dequantized values when `out` is non-null.
+// Returns the squared error of the group; writes the dequantized values when `out` is non-null. Contiguous groups
+// run the xsimd kernel, strided ones its scalar twin (kernels/quantize.hpp; the two agree bit for bit).
 inline double rtn_group(const float* x, float* out, int n, std::ptrdiff_t stride, const rtn_group_params& p,
                         float clip = 1.0f) noexcept {
-  double err = 0.0;
-  if (p.symmetric) {
-    const float qmax = static_cast<float>((1 << (p.bits - 1)) - 1), qmin = -qmax - 1.0f;
-    float amax = 0.0f;
-    for (int i = 0; i < n; ++i) amax = std::max(amax, std::abs(x[i * stride]));
-    const float scale = round_scale(amax * clip / qmax, p.fp16_scale);
-    for (int i = 0; i < n; ++i) {
-      const float v = x[i * stride];
-      const float q = scale > 0.0f ? std::clamp(std::nearbyint(v / scale), qmin, qmax) : 0.0f;
-      const float d = q * scale;
-      err += static_cast<double>(d - v) * (d - v);
-      if (out) out[i * stride] = d;
-    }
-  } else {
-    const float levels = static_cast<float>((1 << p.bits) - 1);
-    float mn = std::numeric_limits<float>::infinity(), mx = -mn;
-    for (int i = 0; i < n; ++i) {
-      mn = std::min(mn, x[i * stride]);
-      mx = std::max(mx, x[i * stride]);
-    }
-    mn *= clip;
-    mx *= clip;
-    const float scale = round_scale((mx - mn) / levels, p.fp16_scale);
-    const float zero = scale > 0.0f ? std::nearbyint(-mn / scale) : 0.0f;
-    for (int i = 0; i < n; ++i) {
-      const float v = x[i * stride];
-      const float d = scale > 0.0f ? (std::clamp(std::nearbyint(v / scale) + zero, 0.0f, levels) - zero) * scale : v;
-      err += static_cast<double>(d - v) * (d - v);
-      if (out) out[i * stride] = d;
-    }
-  }
-  return err;
+  if (stride == 1)
+    return kernels::rtn_fake_quantize{}(xsimd::default_arch{}, x, out, n, p.bits, p.symmetric, p.fp16_scale, clip);
+  return kernels::rtn_group_ref(x, out, n, stride, p.bits, p.symmetric, p.fp16_scale, clip);
+}
+
+// Writes the dequantized values of the group in place (no error sum).
+inline void rtn_apply(float* x, int n, std::ptrdiff_t stride, const rtn_group_params& p, float clip = 1.0f) noexcept {
+  if (stride == 1)
+    (void)kernels::rtn_fake_quantize{false}(xsimd::default_arch{}, x, x, n, p.bits, p.symmetric, p.fp16_scale, clip);
+  else
+    (void)kernels::rtn_group_ref(x, x, n, stride, p.bits, p.symmetric, p.fp16_scale, clip);
 }
 
 }  // namespace detail
@@ -86,7 +64,7 @@ inline void rtn_quantize_group(float* x, int n, std::ptrdiff_t stride, const rtn
       }
     }
   }
-  detail::rtn_group(x, x, n, stride, p, best_clip);
+  detail::rtn_apply(x, n, stride, p, best_clip);
 }
 
 // RTN fake quantization of a weight matrix w: (out_features, in_features), in place, following the spec's
