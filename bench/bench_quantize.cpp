@@ -4,13 +4,16 @@
 //  - BM_RtnGroups/<g> / ...Ref: RTN fake quantization in groups of g, without the error sum (as the KV hooks and
 //    the final write of a weight group run it) (W4 symmetric; g = 8, 32, 64: rtn:w4:g32 and the
 //    per-token KV groups of a head), and BM_RtnClipSearch (21 clip ratios per group of 32);
-//  - BM_RtnColumns / ...Ref: per-channel KV groups, 64 positions x 4096 channels.
+//  - BM_RtnColumns / ...Ref: per-channel KV groups, 64 positions x 4096 channels;
+//  - BM_F16FromFloat / BM_F16ToFloat / ...Ref: binary16 conversions (F16C) against the scalar ones.
 // Counters: values per second and bytes (read + written) per second.
 #include <benchmark/benchmark.h>
 
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include <qroar/kernels/dequantize.hpp>
 #include <qroar/kernels/quantize.hpp>
 #include <qroar/quant/ggml_blocks.hpp>
 #include <qroar/quant/rtn.hpp>
@@ -121,5 +124,56 @@ void BM_RtnColumns(benchmark::State& s) { rtn_columns<false>(s); }
 void BM_RtnColumnsRef(benchmark::State& s) { rtn_columns<true>(s); }
 BENCHMARK(BM_RtnColumns);
 BENCHMARK(BM_RtnColumnsRef);
+
+}  // namespace
+
+namespace {
+
+// F16 both ways (F16C where the build has it) against the scalar conversions: BM_F16{To,From}Float[Ref].
+template <bool UseRef>
+void f16_from_float(benchmark::State& state) {
+  const auto x = gaussian();
+  std::vector<std::uint8_t> y(2 * x.size());
+  for (auto _ : state) {
+    if constexpr (UseRef) {
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const std::uint16_t h = qroar::detail::fp32_to_fp16(x[i]);
+        std::memcpy(y.data() + 2 * i, &h, 2);
+      }
+    } else {
+      k::quantize_f16{}(arch{}, x.data(), y.data(), values);
+    }
+    benchmark::ClobberMemory();
+  }
+  counters(state, 6.0 * static_cast<double>(x.size()));
+}
+template <bool UseRef>
+void f16_to_float(benchmark::State& state) {
+  const auto x = gaussian();
+  std::vector<std::uint8_t> h(2 * x.size());
+  k::quantize_f16{}(arch{}, x.data(), h.data(), values);
+  std::vector<float> y(x.size());
+  for (auto _ : state) {
+    if constexpr (UseRef) {
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        std::uint16_t v;
+        std::memcpy(&v, h.data() + 2 * i, 2);
+        y[i] = qroar::detail::fp16_to_fp32(v);
+      }
+    } else {
+      k::dequantize_f16{}(arch{}, h.data(), y.data(), values);
+    }
+    benchmark::ClobberMemory();
+  }
+  counters(state, 6.0 * static_cast<double>(x.size()));
+}
+void BM_F16FromFloat(benchmark::State& s) { f16_from_float<false>(s); }
+void BM_F16FromFloatRef(benchmark::State& s) { f16_from_float<true>(s); }
+void BM_F16ToFloat(benchmark::State& s) { f16_to_float<false>(s); }
+void BM_F16ToFloatRef(benchmark::State& s) { f16_to_float<true>(s); }
+BENCHMARK(BM_F16FromFloat);
+BENCHMARK(BM_F16FromFloatRef);
+BENCHMARK(BM_F16ToFloat);
+BENCHMARK(BM_F16ToFloatRef);
 
 }  // namespace

@@ -29,7 +29,7 @@ QUANTS = {
 }
 
 
-def texts(shared, model, tmp):
+def texts(shared, model, tmp, ctx):
     """(dev files, validation files, evaluation files) as token-id or text files."""
     if model in ("stories260K", "llama2xs"):
         ts = os.path.join(shared, "data/text/tinystories/tinystories_validation_head.txt")
@@ -37,8 +37,15 @@ def texts(shared, model, tmp):
         tail = os.path.join(tmp, "tinystories_tail.txt")   # validation: the last ~150 KB of the stream
         with open(tail, "w", encoding="utf-8") as f:
             f.write(raw[-150000:])
-        return ([os.path.join(shared, "reference/windows/s260_dev_2048.txt")], [tail],
-                [os.path.join(shared, "reference/windows/s260_eval_12288.txt")])
+        dev = os.path.join(shared, "reference/windows/s260_dev_2048.txt")
+        if ctx > 2048:
+            # the 2048-token dev window cannot hold one window: characters 100,000-600,000 of the stream, after
+            # every reference window (dev, eval and hidden windows lie in its first ~60,000 characters) and
+            # before the validation tail
+            dev = os.path.join(tmp, "tinystories_middle.txt")
+            with open(dev, "w", encoding="utf-8") as f:
+                f.write(raw[100000:600000])
+        return ([dev], [tail], [os.path.join(shared, "reference/windows/s260_eval_12288.txt")])
     g = os.path.join(shared, "data/text")
     moby = open(os.path.join(g, "gutenberg/pg2701-moby-dick.txt"), encoding="utf-8-sig").read()
     start = moby.find("*** START OF TH")
@@ -97,10 +104,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="qroar-results-")
     for model in a.models.split(","):
         path, tok, l0, hd = MODELS[model]
-        dev, val, ev = texts(a.shared, model, tmp)
         for rope in a.ropes.split(","):
             for factor in [int(x) for x in a.factors.split(",")]:
                 ctx = factor * l0
+                dev, val, ev = texts(a.shared, model, tmp, ctx)
                 for qname in a.quants.split(","):
                     if qname == "ggml-q4_K" and hd < 64:
                         continue  # rows of 64 cannot hold 256-element K-quant blocks

@@ -202,3 +202,51 @@ TEST_CASE("quantize_row dispatches the kernels: same bytes as the references") {
   check(qroar::ggml_type::q5_1, [](const float* s, std::uint8_t* d, std::int64_t m) {
     qroar::quantize_row_q5_1_ref(s, reinterpret_cast<qroar::block_q5_1*>(d), m); });
 }
+
+TEST_CASE("f16 kernels equal the scalar binary16 conversions: all 65,536 halves, and floats at every boundary") {
+  // binary16 -> binary32, exhaustively (a signalling NaN may come out quiet: any NaN matches any NaN)
+  std::vector<std::uint8_t> halves(2 * 65536 + 2);
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    halves[2 * h] = static_cast<std::uint8_t>(h & 0xFF);
+    halves[2 * h + 1] = static_cast<std::uint8_t>(h >> 8);
+  }
+  for (std::int64_t n : {std::int64_t{65536}, std::int64_t{65535}, std::int64_t{13}, std::int64_t{7}}) {
+    CAPTURE(n);
+    for (std::int64_t offset : {std::int64_t{0}, std::int64_t{1}}) {  // an odd half offset: unaligned 16-byte loads
+      std::vector<float> simd(static_cast<std::size_t>(n)), scalar(static_cast<std::size_t>(n));
+      k::dequantize_f16{}(arch{}, halves.data() + 2 * offset, simd.data(), n);
+      for (std::int64_t i = 0; i < n; ++i)
+        scalar[static_cast<std::size_t>(i)] =
+            qroar::detail::fp16_to_fp32(static_cast<std::uint16_t>(halves[static_cast<std::size_t>(2 * (i + offset))] |
+                                                                    halves[static_cast<std::size_t>(2 * (i + offset) + 1)] << 8));
+      CHECK(same_bits(simd, scalar));
+    }
+  }
+  // binary32 -> binary16: every half's value, the midpoints between neighbouring halves (ties to even) and one
+  // ulp either side of them, the overflow threshold, NaNs with payloads, and random floats
+  std::vector<float> x;
+  auto bits_to_float = [](std::uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; };
+  for (std::uint32_t h = 0; h < 0x7C00; ++h) {
+    const float a = qroar::detail::fp16_to_fp32(static_cast<std::uint16_t>(h));
+    const float b = qroar::detail::fp16_to_fp32(static_cast<std::uint16_t>(h + 1));
+    const float mid = a + (b - a) / 2;
+    for (float v : {a, mid, std::nextafter(mid, 0.0f), std::nextafter(mid, kInf)}) {
+      x.push_back(v);
+      x.push_back(-v);
+    }
+  }
+  for (std::uint32_t u : {0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x7F800001u, 0xFFFFFFFFu, 0x7FA5A5A5u, 0x477FF000u,
+                          0x477FEFFFu, 0x477FFFFFu, 0x33000000u, 0x33000001u, 0x32FFFFFFu, 0x7F7FFFFFu, 0x00000001u})
+    x.push_back(bits_to_float(u));
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<std::uint32_t> any;
+  for (int i = 0; i < 100000; ++i) x.push_back(bits_to_float(any(rng)));
+  const auto n = static_cast<std::int64_t>(x.size());
+  std::vector<std::uint8_t> simd(static_cast<std::size_t>(2 * n)), scalar(static_cast<std::size_t>(2 * n));
+  k::quantize_f16{}(arch{}, x.data(), simd.data(), n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint16_t h = qroar::detail::fp32_to_fp16(x[static_cast<std::size_t>(i)]);
+    std::memcpy(scalar.data() + 2 * i, &h, 2);
+  }
+  CHECK(simd == scalar);
+}

@@ -840,13 +840,7 @@ inline void dequantize_row(ggml_type type, const void* src, float* dst, std::int
     case ggml_type::f32:
       if (n > 0) std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
       return;
-    case ggml_type::f16:
-      for (std::int64_t i = 0; i < n; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, b + 2 * i, 2);
-        dst[i] = detail::fp16_to_fp32(h);
-      }
-      return;
+    case ggml_type::f16: return kernels::dequantize_f16{}(arch{}, b, dst, n);
     case ggml_type::bf16: return kernels::dequantize_bf16{}(arch{}, b, dst, n);
     // the xsimd kernels of kernels/dequantize.hpp, bit-exact twins of dequantize_row_<type> above
     case ggml_type::q8_0: return kernels::dequantize_q8_0{}(arch{}, b, dst, n / block_q8_0::block_size);
@@ -880,12 +874,7 @@ inline void quantize_row(ggml_type type, const float* src, void* dst, std::int64
     case ggml_type::f32:
       if (n > 0) std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
       return;
-    case ggml_type::f16:
-      for (std::int64_t i = 0; i < n; ++i) {
-        const std::uint16_t h = detail::fp32_to_fp16(src[i]);
-        std::memcpy(b + 2 * i, &h, 2);
-      }
-      return;
+    case ggml_type::f16: return kernels::quantize_f16{}(arch{}, src, b, n);
     case ggml_type::bf16:
       for (std::int64_t i = 0; i < n; ++i) {
         const std::uint16_t h = detail::fp32_to_bf16(src[i]);
