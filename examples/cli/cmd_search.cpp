@@ -63,6 +63,10 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   j["final_short_nll"] = num(r.final_short);
   j["evaluations"] = r.evaluations;
   j["seconds"] = secs;
+  auto& steps = j["steps"] = nlohmann::ordered_json::array();  // every candidate tried, in order
+  for (const auto& s : r.steps)
+    steps.push_back({{"pass", s.pass}, {"unit", s.unit}, {"band", s.band}, {"which", std::string(1, s.which)},
+                     {"factor", s.factor}, {"objective", num(s.objective)}, {"accepted", s.accepted}, {"note", s.note}});
   j["rope"] = {{"type", qroar::to_string(sc.type)}, {"factor", sc.factor}, {"original_ctx", sc.original_ctx}};
   j["quant"] = o.model.quant;
   j["scales"] = qroar::band_scales_to_json(r.scales, m.config);

@@ -207,13 +207,20 @@ inline void attention_heads(const llama_model& model, int l, const tensor& xb, k
   tensor &q = b.q, &k = b.k, &v = b.v, &att = b.att;
   att.resize(n, c.q_dim());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // in blocks of rows: every (token, head) is rotated by the same operations whatever the thread count
   auto rotate = [&](tensor& m, int heads) {
-    for (Eigen::Index t = 0; t < n; ++t)
-      for (int h = 0; h < heads; ++h) rotate_head(m.data() + t * m.cols() + h * hd, table, start + t);
+    constexpr Eigen::Index rows_per_task = 64;
+    const auto tasks = static_cast<int>((n + rows_per_task - 1) / rows_per_task);
+    parallel_for(tasks, threads, [&](int task) {
+      const Eigen::Index t1 = std::min<Eigen::Index>(n, (task + 1) * rows_per_task);
+      for (Eigen::Index t = task * rows_per_task; t < t1; ++t)
+        for (int h = 0; h < heads; ++h) rotate_head(m.data() + t * m.cols() + h * hd, table, start + t);
+    });
   };
   const tensor* v_given = given.v;
-  if (given.q != nullptr) q = *given.q; else matmul_transposed(xb, L.wq, q, threads);
-  if (given.k != nullptr) k = *given.k; else matmul_transposed(xb, L.wk, k, threads);
+  // given projections may already be the buffers themselves (the search builds them there)
+  if (given.q != nullptr) { if (given.q != &q) q = *given.q; } else matmul_transposed(xb, L.wq, q, threads);
+  if (given.k != nullptr) { if (given.k != &k) k = *given.k; } else matmul_transposed(xb, L.wk, k, threads);
   if (v_given == nullptr) matmul_transposed(xb, L.wv, v, threads);
   QROAR_ASSERT(q.rows() == n && q.cols() == c.q_dim() && k.rows() == n && k.cols() == c.kv_dim(),
                "given q, k must be (tokens, q_dim), (tokens, kv_dim)");

@@ -297,12 +297,14 @@ class search_state {
       const detail::forward_buffers_lease lease;
       double total = 0.0;
       for (std::size_t w = 0; w < dev_.size(); ++w) {
-        q_now_ = q_proj_[w];
-        k_now_ = k_proj_[w];
-        project_rows(normed_[w], L.wq, q_rows, q_now_);
-        project_rows(normed_[w], L.wk, k_rows, k_now_);
+        // the candidate's projections are built in the forward buffers themselves (attention_heads then rotates
+        // them in place without another copy)
+        lease->q = q_proj_[w];
+        lease->k = k_proj_[w];
+        project_rows(normed_[w], L.wq, q_rows, lease->q);
+        project_rows(normed_[w], L.wk, k_rows, lease->k);
         detail::attention_heads(work_, first_layer, normed_[w], nullptr, 0, table_, o_.threads, &hooks_, *lease,
-                                {&q_now_, &k_now_, &values_[w]});
+                                {&lease->q, &lease->k, &values_[w]});
         total += relative_error(w, first_layer, lease->att);
       }
       return total / static_cast<double>(dev_.size());
@@ -416,7 +418,7 @@ class search_state {
   std::vector<tensor> normed_, values_, q_proj_, k_proj_;
   tensor proj_wq_, proj_wk_;
   int attention_inputs_layer_ = -1, attention_inputs_version_ = -1;
-  tensor q_now_, k_now_, w_rows_, proj_rows_;  // scratch
+  tensor w_rows_, proj_rows_;  // scratch
   std::vector<std::vector<tensor>> reference_att_;
   int evaluations_ = 0;
 };
