@@ -3,7 +3,8 @@
 interpolation, at the trained and at the extended context, on held-out text.
 
   /usr/bin/python3 bench/results.py --qroar build/qroar --shared ../shared --out results.jsonl [--quick]
-  /usr/bin/python3 bench/results.py --table results.jsonl > docs/results-table.md
+  /usr/bin/python3 bench/results.py --table results.jsonl        # the table of docs/results.md
+  /usr/bin/python3 bench/results.py --summary results.jsonl      # medians per model, quantizer kind and variant
 
 Every setting: model x interpolation (linear, ntk, yarn) x factor (4, 8) x quantizer. For each:
   fp / quantized perplexity at the trained context L0 and at the extended context s*L0 on the evaluation text;
@@ -92,9 +93,12 @@ def main():
     ap.add_argument("--eval-windows", type=int, default=4, help="windows per evaluation file")
     ap.add_argument("--grid", default="0.25,4,9", help="min,max,points")
     ap.add_argument("--table", help="print the markdown table of a results file and exit")
+    ap.add_argument("--summary", help="print the per-kind medians and counts of a results file and exit")
     a = ap.parse_args()
     if a.table:
         return table(a.table)
+    if a.summary:
+        return summary(a.summary)
     gmin, gmax, gpts = a.grid.split(",")
     done = set()
     if os.path.exists(a.out):
@@ -186,6 +190,39 @@ def table(path):
         vs_fp = f"{100 * (ppl(best_short[0]) / ppl(r['fp_long']) - 1):+.1f}%" if best_short else "—"
         print(f"| {r['model']} | {r['rope']} ×{r['factor']} | {r['ctx']} | {r['spec']} | {ppl(r['fp_long']):.3f} | "
               f"{q:.3f} | " + " | ".join(cells) + f" | {vs_fp} | {short} |")
+
+
+def summary(path):
+    """Medians (and ranges) of the held-out change relative to the quantized model per model, quantizer kind and
+    variant; settings where the best variant beats FP; searches that made held-out text > 0.5% worse."""
+    import math, statistics
+    rows = [json.loads(l) for l in open(path)]
+    kinds = {}
+    beats_fp, worse, ran = 0, [], 0
+    for r in rows:
+        kind = "KV4 per token" if r["quant"].startswith("kv") else "weights"
+        best = None
+        for v, x in r["variants"].items():
+            if x["skipped"]:
+                continue
+            ran += 1
+            d = math.exp(x["long"] - r["quantized_long"]) - 1
+            kinds.setdefault((r["model"], kind, v), []).append(d)
+            if d > 0.005:
+                worse.append(f"{r['model']} {r['rope']} x{r['factor']} {r['quant']} {v} {100 * d:+.1f}%")
+            if best is None or x["long"] < best:
+                best = x["long"]
+        if best is not None and best < r["fp_long"]:
+            beats_fp += 1
+    print("| model | quantizer kind | variant | settings | median | range | worse > 0.5% |")
+    print("|---|---|---|---|---|---|---|")
+    for (model, kind, v), ds in sorted(kinds.items(), key=lambda kv: (list(MODELS).index(kv[0][0]), kv[0][1], kv[0][2])):
+        print(f"| {model} | {kind} | {v} | {len(ds)} | {100 * statistics.median(ds):+.1f}% | "
+              f"{100 * min(ds):+.1f} … {100 * max(ds):+.1f}% | {sum(d > 0.005 for d in ds)} |")
+    print(f"\n{len(rows)} settings, {ran} searches run; the best variant beats FP in {beats_fp} settings; "
+          f"{len(worse)} searches made held-out text > 0.5% worse:")
+    for w in worse:
+        print("  " + w)
 
 
 if __name__ == "__main__":
