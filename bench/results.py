@@ -2,9 +2,9 @@
 """Reproduces docs/results.md: perplexity of full-precision, quantized and quantized + Q-ROAR models under RoPE
 interpolation, at the trained and at the extended context, on held-out text.
 
-  /usr/bin/python3 bench/results.py --qroar build/qroar --shared ../shared --out results.jsonl [--quick]
-  /usr/bin/python3 bench/results.py --table results.jsonl        # the table of docs/results.md
-  /usr/bin/python3 bench/results.py --summary results.jsonl      # medians per model, quantizer kind and variant
+  /usr/bin/python3 bench/results.py --qroar build/qroar --shared ../shared --out bench/results.jsonl
+  /usr/bin/python3 bench/results.py --table bench/results.jsonl   # the table of docs/results.md
+  /usr/bin/python3 bench/results.py --summary bench/results.jsonl # medians per model, quantizer kind and variant
 
 Every setting: model x interpolation (linear, ntk, yarn) x factor (4, 8) x quantizer. For each:
   fp / quantized perplexity at the trained context L0 and at the extended context s*L0 on the evaluation text;
