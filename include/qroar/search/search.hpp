@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../diag/diagnostics.hpp"
@@ -265,11 +266,9 @@ class search_state {
   void sync_projections(int layer) {
     if (!layer_only() || attention_inputs_layer_ != layer) return;
     const llama_layer& L = work_.layers[static_cast<std::size_t>(layer)];
-    const auto q_rows = changed_rows(L.wq, proj_wq_), k_rows = changed_rows(L.wk, proj_wk_);
-    for (std::size_t w = 0; w < dev_.size(); ++w) {
-      project_rows(normed_[w], L.wq, q_rows, q_proj_[w]);
-      project_rows(normed_[w], L.wk, k_rows, k_proj_[w]);
-    }
+    changed_q_.prepare(L.wq, proj_wq_);
+    changed_k_.prepare(L.wk, proj_wk_);
+    for (std::size_t w = 0; w < dev_.size(); ++w) update_projections(normed_[w], q_proj_[w], k_proj_[w], q_proj_[w], k_proj_[w]);
     proj_wq_ = L.wq;
     proj_wk_ = L.wk;
   }
@@ -293,16 +292,14 @@ class search_state {
       // GEMM computes every output element by the same FMA sequence whatever the other rows, so this equals
       // projecting with the whole matrices bit for bit.
       const llama_layer& L = work_.layers[static_cast<std::size_t>(first_layer)];
-      const auto q_rows = changed_rows(L.wq, proj_wq_), k_rows = changed_rows(L.wk, proj_wk_);
+      changed_q_.prepare(L.wq, proj_wq_);
+      changed_k_.prepare(L.wk, proj_wk_);
       const detail::forward_buffers_lease lease;
       double total = 0.0;
       for (std::size_t w = 0; w < dev_.size(); ++w) {
         // the candidate's projections are built in the forward buffers themselves (attention_heads then rotates
         // them in place without another copy)
-        lease->q = q_proj_[w];
-        lease->k = k_proj_[w];
-        project_rows(normed_[w], L.wq, q_rows, lease->q);
-        project_rows(normed_[w], L.wk, k_rows, lease->k);
+        update_projections(normed_[w], q_proj_[w], k_proj_[w], lease->q, lease->k);
         detail::attention_heads(work_, first_layer, normed_[w], nullptr, 0, table_, o_.threads, &hooks_, *lease,
                                 {&lease->q, &lease->k, &values_[w]});
         total += relative_error(w, first_layer, lease->att);
@@ -344,13 +341,52 @@ class search_state {
     return rows;
   }
 
-  // Columns `rows` of proj = x w^T, recomputed from those rows of w.
-  void project_rows(const tensor& x, const tensor& w, const std::vector<Eigen::Index>& rows, tensor& proj) {
-    if (rows.empty()) return;
-    w_rows_.resize(static_cast<Eigen::Index>(rows.size()), w.cols());
-    for (std::size_t i = 0; i < rows.size(); ++i) w_rows_.row(static_cast<Eigen::Index>(i)) = w.row(rows[i]);
-    detail::matmul_transposed(x, w_rows_, proj_rows_, o_.threads);
-    for (std::size_t i = 0; i < rows.size(); ++i) proj.col(rows[i]) = proj_rows_.col(static_cast<Eigen::Index>(i));
+  // The rows of W_Q or W_K that differ from those of the cached projections, gathered and packed for
+  // kernels::gemm_nt (the layout matmul_transposed packs).
+  struct changed_weights {
+    std::vector<Eigen::Index> rows;
+    tensor gathered;
+    std::vector<float, xsimd::aligned_allocator<float, 64>> packed;
+    Eigen::Index in = 0;
+
+    void prepare(const tensor& now, const tensor& before) {
+      using arch = xsimd::default_arch;
+      constexpr Eigen::Index P = kernels::gemm_panel_width<arch>();
+      rows = changed_rows(now, before);
+      in = now.cols();
+      const auto n = static_cast<Eigen::Index>(rows.size());
+      gathered.resize(n, in);
+      for (Eigen::Index i = 0; i < n; ++i) gathered.row(i) = now.row(rows[static_cast<std::size_t>(i)]);
+      packed.resize(kernels::packed_weights_size(n, in, P));
+      kernels::pack_weights{}(arch{}, gathered.data(), in, n, in, 0, (n + P - 1) / P, packed.data());
+    }
+  };
+
+  // q = q_base and k = k_base with the columns of the changed rows (changed_q_, changed_k_) recomputed as x W^T,
+  // in one parallel pass over blocks of gemm_row_chunk tokens: copy the block, project it onto the packed rows,
+  // scatter the results. gemm_nt gives every element the same FMA sequence whatever the block or the other rows,
+  // so this equals projecting with the whole matrices bit for bit. q may be q_base (and k k_base).
+  void update_projections(const tensor& x, const tensor& q_base, const tensor& k_base, tensor& q, tensor& k) {
+    using arch = xsimd::default_arch;
+    constexpr Eigen::Index P = kernels::gemm_panel_width<arch>();
+    const Eigen::Index n = x.rows();
+    if (&q != &q_base) q.resize(q_base.rows(), q_base.cols());
+    if (&k != &k_base) k.resize(k_base.rows(), k_base.cols());
+    const auto tasks = static_cast<int>((n + detail::gemm_row_chunk - 1) / detail::gemm_row_chunk);
+    detail::parallel_for(tasks, o_.threads, [&](int task) {
+      const Eigen::Index r0 = task * detail::gemm_row_chunk, m = std::min(detail::gemm_row_chunk, n - r0);
+      for (auto [base, dst, ch] : {std::make_tuple(&q_base, &q, &changed_q_), std::make_tuple(&k_base, &k, &changed_k_)}) {
+        const Eigen::Index cols = base->cols();
+        if (dst != base) std::copy_n(base->data() + r0 * cols, m * cols, dst->data() + r0 * cols);
+        const auto nr = static_cast<Eigen::Index>(ch->rows.size());
+        if (nr == 0) continue;
+        float* tmp = detail::scratch(0, static_cast<std::size_t>(m * nr));
+        kernels::gemm_nt{}(arch{}, x.data() + r0 * x.cols(), x.cols(), m, ch->packed.data(), nr, ch->in, 0,
+                           (nr + P - 1) / P, tmp, nr);
+        for (Eigen::Index t = 0; t < m; ++t)
+          for (Eigen::Index i = 0; i < nr; ++i) (*dst)(r0 + t, ch->rows[static_cast<std::size_t>(i)]) = tmp[t * nr + i];
+      }
+    });
   }
 
   // Residual-stream inputs of one layer for a set of windows, advanced layer by layer as the search walks the
@@ -417,8 +453,8 @@ class search_state {
   // and its q/k projections with the weights proj_wq_/proj_wk_.
   std::vector<tensor> normed_, values_, q_proj_, k_proj_;
   tensor proj_wq_, proj_wk_;
+  changed_weights changed_q_, changed_k_;
   int attention_inputs_layer_ = -1, attention_inputs_version_ = -1;
-  tensor w_rows_, proj_rows_;  // scratch
   std::vector<std::vector<tensor>> reference_att_;
   int evaluations_ = 0;
 };
