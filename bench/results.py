@@ -90,7 +90,7 @@ def main():
     ap.add_argument("--ropes", default="linear,ntk,yarn")
     ap.add_argument("--factors", default="4,8")
     ap.add_argument("--variants", default="symmetric,query_only,independent")
-    ap.add_argument("--eval-windows", type=int, default=4, help="windows per evaluation file")
+    ap.add_argument("--eval-windows", type=int, default=2, help="windows per evaluation file (docs/results.md: 2)")
     ap.add_argument("--grid", default="0.25,4,9", help="min,max,points")
     ap.add_argument("--table", help="print the markdown table of a results file and exit")
     ap.add_argument("--summary", help="print the per-kind medians and counts of a results file and exit")
