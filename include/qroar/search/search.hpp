@@ -28,7 +28,8 @@ inline namespace v0 {
 //   (descending Interpolation Pressure, or natural): evaluate every grid factor for that band with the others
 //   fixed; take the best if it lowers the dev objective by more than `min_improvement` (relative) AND passes the
 //   acceptance checks on text the search did not fit:
-//     - validation: the long-context NLL on `validation_windows` must not rise;
+//     - validation: the long-context NLL on `validation_windows` must not rise (their pooled mean, or with
+//       `validation_each_window` the mean of every window: one document that gets worse rejects the step);
 //     - short-context guard: perplexity on `short_windows` (trained context) may rise by at most `short_guard`
 //       relative to the quantized model without scales.
 //   Otherwise the next-best factor is tried (up to `max_tries`), then the band keeps its factor.
@@ -68,6 +69,7 @@ struct search_options {
   quant_spec quant;
   std::vector<std::vector<int>> calibration_windows;  // GPTQ calibration (default: dev windows cut to L0)
   std::vector<std::vector<int>> validation_windows;   // long-context acceptance set (optional, recommended)
+  bool validation_each_window = false;  // no validation window's NLL may rise (default: their pooled mean)
   std::vector<std::vector<int>> short_windows;        // trained-context guard set (optional)
   double short_guard = 0.005;       // max relative perplexity increase on short_windows; < 0 disables the guard
   double min_improvement = 1e-4;    // relative dev-objective decrease a step needs
@@ -325,7 +327,9 @@ class search_state {
 
   // Mean NLL of the validation or short-context guard windows with the current scales, from their cached inputs
   // of `first_layer` (the layer being searched: layers before it have their final scales for this pass).
-  double validation_nll(int first_layer) { return advance(validation_set_, first_layer), mean_nll_from(validation_set_); }
+  double validation_nll(int first_layer, std::vector<double>* per_window = nullptr) {
+    return advance(validation_set_, first_layer), mean_nll_from(validation_set_, per_window);
+  }
   double short_nll(int first_layer) { return advance(short_set_, first_layer), mean_nll_from(short_set_); }
 
   int evaluations() const noexcept { return evaluations_; }
@@ -419,16 +423,22 @@ class search_state {
   }
 
   // Mean NLL of the windows of `s` from their cached inputs: the remaining layers, the final norm, the classifier.
-  double mean_nll_from(const window_inputs& s) {
+  // per_window, when given, receives each window's own mean.
+  double mean_nll_from(const window_inputs& s, std::vector<double>* per_window = nullptr) {
     const auto& windows = *s.windows;
     double sum = 0.0;
     long long count = 0;
+    if (per_window) per_window->clear();
     for (std::size_t w = 0; w < windows.size(); ++w) {
       tensor x = s.x[w];
       detail::run_layers(work_, x, s.layer, nullptr, 0, table_, o_.threads, &hooks_);
       tensor hidden;
       detail::rmsnorm_rows(x, work_.final_norm, work_.config.norm_eps, hidden);
-      for (double v : detail::nll_from_hidden(work_, hidden, windows[w], o_.threads)) sum += v;
+      double window_sum = 0.0;
+      for (double v : detail::nll_from_hidden(work_, hidden, windows[w], o_.threads)) sum += v, window_sum += v;
+      if (per_window)
+        per_window->push_back(windows[w].size() > 1 ? window_sum / static_cast<double>(windows[w].size() - 1)
+                                                    : std::numeric_limits<double>::quiet_NaN());
       count += static_cast<long long>(windows[w].size()) - 1;
     }
     return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
@@ -547,7 +557,8 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   st.cache_inputs(0);
   r.baseline_objective = layer_local ? layer_local_baseline : st.dev_objective(0, true);
   double current = r.baseline_objective;
-  if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0);
+  std::vector<double> current_validation_windows, validation_windows;
+  if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0, &current_validation_windows);
   if (check_short) r.baseline_short = r.final_short = st.short_nll(0);
   double current_validation = r.baseline_validation;
 
@@ -622,8 +633,11 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             std::string note;
             double val = current_validation, shrt = r.final_short;
             if (check_validation) {
-              val = st.validation_nll(first_layer);
+              val = st.validation_nll(first_layer, &validation_windows);
               if (val > current_validation) note = "rejected: validation NLL rose";
+              for (std::size_t w = 0; note.empty() && o.validation_each_window && w < validation_windows.size(); ++w)
+                if (validation_windows[w] > current_validation_windows[w])
+                  note = "rejected: validation NLL rose on window " + std::to_string(w);
             }
             if (note.empty() && check_short) {
               shrt = st.short_nll(first_layer);
@@ -637,6 +651,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
                 if (s.pass == pass && s.unit == unit && s.band == band && s.which == which && s.factor == f) s.accepted = true;
               current = obj;
               current_validation = val;
+              current_validation_windows = validation_windows;
               r.final_validation = val;
               r.final_short = shrt;
               moved = true;
