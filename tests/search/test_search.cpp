@@ -4,10 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numeric>
 
 #include <qroar/io/llama2c.hpp>
@@ -238,8 +238,9 @@ TEST_CASE("log_grid includes 1 and rejects bad ranges") {
 
 // gutenberg-3m, NTK x4 at 1024 with q4_0 weights and query-only scales, dev = the first half of Moby-Dick and a
 // GovReport, validation = one window of the second half and one of another GovReport: the pooled rule accepts a
-// temperature that helps the reports and hurts the novel (measured with `qroar search` + `qroar eval`: Moby-Dick
-// 4.42 -> 4.58 nats, GovReport 5.25 -> 4.97); with validation_each_window no validation window may get worse.
+// temperature that helps the reports and hurts the novel (measured with `qroar search` + `qroar eval` on the CLI's
+// windows: Moby-Dick 4.42 -> 4.58 nats, GovReport 5.25 -> 4.97; docs/results.md); with validation_each_window no
+// validation window may get worse.
 TEST_CASE("validation_each_window: no validation window gets worse, where the pooled rule lets one rise" *
           doctest::test_suite("slow")) {
   const auto path = qroar_test::shared_file("data/models/gutenberg-3m/model-f32.gguf");
@@ -257,13 +258,13 @@ TEST_CASE("validation_each_window: no validation window gets worse, where the po
   const auto body_start = moby.find('\n', moby.find("*** START OF TH")) + 1;
   const std::string body = moby.substr(body_start, moby.find("*** END OF TH") - body_start);
   constexpr std::size_t ctx = 1024, chars = 20000;  // 20,000 characters hold more than 2 x 1024 tokens
-  auto window = [&](const std::string& text, std::size_t k) {
-    const auto ids = tok->encode(text.substr(0, chars), true);
+  auto tokens = [&](const std::string& text) { return tok->encode(text.substr(0, chars), true); };
+  auto window = [&](const std::vector<int>& ids, std::size_t k) {
     REQUIRE(ids.size() >= (k + 1) * ctx);
     return std::vector<int>(ids.begin() + static_cast<long>(k * ctx), ids.begin() + static_cast<long>((k + 1) * ctx));
   };
-  const std::string first_half = body.substr(0, body.size() / 2), second_half = body.substr(body.size() / 2);
-  const std::string report_dev = read(gov_dev), report_val = read(gov_val);
+  const auto first_half = tokens(body.substr(0, body.size() / 2)), second_half = tokens(body.substr(body.size() / 2));
+  const auto report_dev = tokens(read(gov_dev)), report_val = tokens(read(gov_val));
   const std::vector<std::vector<int>> dev = {window(first_half, 0), window(report_dev, 0), window(first_half, 1)};
   const std::vector<std::vector<int>> validation = {window(second_half, 0), window(report_val, 0)};
 

@@ -557,8 +557,8 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   st.cache_inputs(0);
   r.baseline_objective = layer_local ? layer_local_baseline : st.dev_objective(0, true);
   double current = r.baseline_objective;
-  std::vector<double> current_validation_windows, validation_windows;
-  if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0, &current_validation_windows);
+  std::vector<double> current_window_nll, candidate_window_nll;  // per validation window
+  if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0, &current_window_nll);
   if (check_short) r.baseline_short = r.final_short = st.short_nll(0);
   double current_validation = r.baseline_validation;
 
@@ -633,10 +633,10 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             std::string note;
             double val = current_validation, shrt = r.final_short;
             if (check_validation) {
-              val = st.validation_nll(first_layer, &validation_windows);
+              val = st.validation_nll(first_layer, &candidate_window_nll);
               if (val > current_validation) note = "rejected: validation NLL rose";
-              for (std::size_t w = 0; note.empty() && o.validation_each_window && w < validation_windows.size(); ++w)
-                if (validation_windows[w] > current_validation_windows[w])
+              for (std::size_t w = 0; note.empty() && o.validation_each_window && w < candidate_window_nll.size(); ++w)
+                if (candidate_window_nll[w] > current_window_nll[w])
                   note = "rejected: validation NLL rose on window " + std::to_string(w);
             }
             if (note.empty() && check_short) {
@@ -651,7 +651,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
                 if (s.pass == pass && s.unit == unit && s.band == band && s.which == which && s.factor == f) s.accepted = true;
               current = obj;
               current_validation = val;
-              current_validation_windows = validation_windows;
+              current_window_nll = candidate_window_nll;
               r.final_validation = val;
               r.final_short = shrt;
               moved = true;
