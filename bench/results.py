@@ -92,8 +92,9 @@ def main():
     ap.add_argument("--variants", default="symmetric,query_only,independent")
     ap.add_argument("--eval-windows", type=int, default=2, help="windows per evaluation file (docs/results.md: 2)")
     ap.add_argument("--grid", default="0.25,4,9", help="min,max,points")
-    ap.add_argument("--each-window", action="store_true",
-                    help="accept a search step only if no validation window gets worse (qroar search --validation-each-window)")
+    ap.add_argument("--validation-rule", default="each_window", choices=["each_window", "pooled"],
+                    help="qroar search --validation-rule: each_window (default) rejects a step that makes any "
+                         "validation window worse; pooled only looks at their mean")
     ap.add_argument("--table", help="print the markdown table of a results file and exit")
     ap.add_argument("--summary", help="print the per-kind medians and counts of a results file and exit")
     a = ap.parse_args()
@@ -125,7 +126,7 @@ def main():
                         base += ["--tokenizer", os.path.join(a.shared, tok)]
                     rope_args = ["--rope", rope, "--factor", str(factor)]
                     row = {"model": model, "rope": rope, "factor": factor, "quant": qname, "spec": spec,
-                           "original_ctx": l0, "ctx": ctx, "validation_rule": "each_window" if a.each_window else "pooled"}
+                           "original_ctx": l0, "ctx": ctx, "validation_rule": a.validation_rule}
                     t0 = time.time()
                     for label, extra in (("fp", []), ("quantized", ["--quant", spec])):
                         row[label + "_long"] = evaluate(a, base + rope_args + extra, ev, ctx, a.eval_windows)
@@ -136,9 +137,7 @@ def main():
                         cmd = [a.qroar, "search", "--model", os.path.join(a.shared, path), "--ctx", str(ctx),
                                "--quant", spec, "--variant", variant, "--grid-min", gmin, "--grid-max", gmax,
                                "--grid-points", gpts, "--dev-windows", "3", "--validation-windows", "2",
-                               "-o", scales, "--json", "-q"] + rope_args
-                        if a.each_window:
-                            cmd.append("--validation-each-window")
+                               "--validation-rule", a.validation_rule, "-o", scales, "--json", "-q"] + rope_args
                         if tok:
                             cmd += ["--tokenizer", os.path.join(a.shared, tok)]
                         for f in dev:

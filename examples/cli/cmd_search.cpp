@@ -15,7 +15,7 @@ struct search_command_options {
   qroar_cli::model_options model;
   std::vector<std::string> dev, validation;
   int dev_windows = 2, validation_windows = 4;
-  bool validation_each_window = false;
+  std::string validation_rule = "each_window";
   std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
               report;
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
@@ -58,7 +58,7 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
   j["baseline_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.baseline_objective);
   j["final_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.final_objective);
-  j["validation_rule"] = o.validation_each_window ? "each_window" : "pooled";
+  j["validation_rule"] = o.validation.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.validation_rule);
   j["baseline_validation_nll"] = num(r.baseline_validation);
   j["final_validation_nll"] = num(r.final_validation);
   j["baseline_short_nll"] = num(r.baseline_short);
@@ -107,7 +107,7 @@ int run_search(const search_command_options& o) {
   if (dev.empty()) throw qroar_cli::usage_error("the dev files hold fewer tokens than one window of --ctx " + std::to_string(ctx));
   if (!o.validation.empty()) {
     so.validation_windows = windows_from(o.model, o.validation, model, ctx, o.validation_windows);
-    so.validation_each_window = o.validation_each_window;
+    so.validation = o.validation_rule == "pooled" ? qroar::validation_rule::pooled : qroar::validation_rule::each_window;
     if (so.validation_windows.empty()) throw qroar_cli::usage_error("the validation files hold fewer tokens than one window");
   }
   // short-context guard: the first L0 tokens of the validation windows (text the search does not fit), else of dev
@@ -211,8 +211,9 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
   app.add_option("--validation", o->validation, "held-out files for accepting a step and for the short-context guard")
       ->check(CLI::ExistingFile);
   app.add_option("--validation-windows", o->validation_windows, "validation windows in all")->check(CLI::PositiveNumber);
-  app.add_flag("--validation-each-window", o->validation_each_window,
-               "accept a step only if no validation window's NLL rises (default: their pooled mean must not rise)");
+  app.add_option("--validation-rule", o->validation_rule,
+                 "each_window (default): a step must not raise any validation window's NLL; pooled: only their mean")
+      ->check(CLI::IsMember({"each_window", "pooled"}));
   app.add_option("--variant", o->variant, "symmetric (W_Q*g, W_K/g), query_only or independent")
       ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
   app.add_option("--granularity", o->granularity, "global, per_layer or per_layer_kv_head")

@@ -239,9 +239,9 @@ TEST_CASE("log_grid includes 1 and rejects bad ranges") {
 // gutenberg-3m, NTK x4 at 1024 with q4_0 weights and query-only scales, dev = the first half of Moby-Dick and a
 // GovReport, validation = one window of the second half and one of another GovReport: the pooled rule accepts a
 // temperature that helps the reports and hurts the novel (measured with `qroar search` + `qroar eval` on the CLI's
-// windows: Moby-Dick 4.42 -> 4.58 nats, GovReport 5.25 -> 4.97; docs/results.md); with validation_each_window no
-// validation window may get worse.
-TEST_CASE("validation_each_window: no validation window gets worse, where the pooled rule lets one rise" *
+// windows: Moby-Dick 4.42 -> 4.58 nats, GovReport 5.25 -> 4.97; docs/results.md); with the each_window rule (the
+// default) no validation window may get worse.
+TEST_CASE("validation_rule::each_window: no validation window gets worse, where the pooled rule lets one rise" *
           doctest::test_suite("slow")) {
   const auto path = qroar_test::shared_file("data/models/gutenberg-3m/model-f32.gguf");
   const auto moby_path = qroar_test::shared_file("data/text/gutenberg/pg2701-moby-dick.txt");
@@ -290,9 +290,10 @@ TEST_CASE("validation_each_window: no validation window gets worse, where the po
     return out;
   };
   const auto before = window_nlls(identity);
+  CHECK(qroar::search_options{}.validation == qroar::validation_rule::each_window);
   for (bool each : {false, true}) {
     CAPTURE(each);
-    o.validation_each_window = each;
+    o.validation = each ? qroar::validation_rule::each_window : qroar::validation_rule::pooled;
     const auto r = qroar::search_band_scales(model, dev, o);
     const auto after = window_nlls(r.scales);
     int rose = 0;

@@ -28,8 +28,10 @@ inline namespace v0 {
 //   (descending Interpolation Pressure, or natural): evaluate every grid factor for that band with the others
 //   fixed; take the best if it lowers the dev objective by more than `min_improvement` (relative) AND passes the
 //   acceptance checks on text the search did not fit:
-//     - validation: the long-context NLL on `validation_windows` must not rise (their pooled mean, or with
-//       `validation_each_window` the mean of every window: one document that gets worse rejects the step);
+//     - validation: the long-context NLL on `validation_windows` must not rise: with `validation_rule::each_window`
+//       (the default) the mean NLL of no window may rise, so that one document that gets worse rejects the step;
+//       with `validation_rule::pooled` only the mean over all windows counts (a step that helps one document a
+//       lot and hurts another passes: docs/results.md, "Acceptance per window");
 //     - short-context guard: perplexity on `short_windows` (trained context) may rise by at most `short_guard`
 //       relative to the quantized model without scales.
 //   Otherwise the next-best factor is tried (up to `max_tries`), then the band keeps its factor.
@@ -41,12 +43,14 @@ enum class band_order { pressure, natural };
 // factor, then the two neighbours of the best: 6 of the 8 other points of a 9-point grid, 4 of 6 for 7 points).
 // Coarse-to-fine assumes the objective is unimodal in the factor at the grid's resolution.
 enum class grid_strategy { exhaustive, coarse_to_fine };
+enum class validation_rule { each_window, pooled };
 
 inline const char* to_string(search_objective o) noexcept { return o == search_objective::dev_nll ? "dev_nll" : "layer_local"; }
 inline const char* to_string(band_order o) noexcept { return o == band_order::pressure ? "pressure" : "natural"; }
 inline const char* to_string(grid_strategy g) noexcept {
   return g == grid_strategy::exhaustive ? "exhaustive" : "coarse_to_fine";
 }
+inline const char* to_string(validation_rule v) noexcept { return v == validation_rule::each_window ? "each_window" : "pooled"; }
 
 struct search_progress {
   int evaluations = 0;
@@ -69,7 +73,7 @@ struct search_options {
   quant_spec quant;
   std::vector<std::vector<int>> calibration_windows;  // GPTQ calibration (default: dev windows cut to L0)
   std::vector<std::vector<int>> validation_windows;   // long-context acceptance set (optional, recommended)
-  bool validation_each_window = false;  // no validation window's NLL may rise (default: their pooled mean)
+  validation_rule validation = validation_rule::each_window;  // no window's NLL may rise, or only their pooled mean
   std::vector<std::vector<int>> short_windows;        // trained-context guard set (optional)
   double short_guard = 0.005;       // max relative perplexity increase on short_windows; < 0 disables the guard
   double min_improvement = 1e-4;    // relative dev-objective decrease a step needs
@@ -635,7 +639,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
             if (check_validation) {
               val = st.validation_nll(first_layer, &candidate_window_nll);
               if (val > current_validation) note = "rejected: validation NLL rose";
-              for (std::size_t w = 0; note.empty() && o.validation_each_window && w < candidate_window_nll.size(); ++w)
+              for (std::size_t w = 0; note.empty() && o.validation == validation_rule::each_window && w < candidate_window_nll.size(); ++w)
                 if (candidate_window_nll[w] > current_window_nll[w])
                   note = "rejected: validation NLL rose on window " + std::to_string(w);
             }
