@@ -201,7 +201,7 @@ def summary(path):
     import math, statistics
     rows = [json.loads(l) for l in open(path)]
     kinds = {}
-    beats_fp, worse, ran = 0, [], 0
+    beats_fp, worse, short_worse, ran = 0, [], [], 0
     for r in rows:
         kind = "KV4 per token" if r["quant"].startswith("kv") else "weights"
         best = None
@@ -213,6 +213,11 @@ def summary(path):
             kinds.setdefault((r["model"], kind, v), []).append(d)
             if d > 0.005:
                 worse.append(f"{r['model']} {r['rope']} x{r['factor']} {r['quant']} {v} {100 * d:+.1f}%")
+            # the short-context promise: held-out perplexity at the trained context within +0.5% of the quantized
+            # model's (the guard checks it on the validation windows, this on the evaluation text)
+            ds = math.exp(x["short"] - r["quantized_short"]) - 1
+            if ds > 0.005:
+                short_worse.append(f"{r['model']} {r['rope']} x{r['factor']} {r['quant']} {v} {100 * ds:+.1f}%")
             if best is None or x["long"] < best:
                 best = x["long"]
         if best is not None and best < r["fp_long"]:
@@ -226,6 +231,11 @@ def summary(path):
           f"{len(worse)} searches made held-out text > 0.5% worse:")
     for w in worse:
         print("  " + w)
+    print(f"{len(short_worse)} searches raised held-out short-context perplexity by > 0.5%:")
+    for w in short_worse:
+        print("  " + w)
+    rules = sorted({r.get("validation_rule", "pooled") for r in rows})
+    print(f"validation rule(s): {', '.join(rules)}")
 
 
 if __name__ == "__main__":
