@@ -113,7 +113,7 @@ int run_demo(demo_options& o) {
   const auto d_q = qroar::compute_band_diagnostics(fp.config, cap_q, bands, inv, dopt);
   const auto err_q = qroar::compare_captures(fp.config, cap_fp, cap_q, dopt);
 
-  // 5. search (dev windows; validation windows accept steps; short-context guard on their first L0 tokens)
+  // 5. search (dev windows; validation windows accept steps; short-context guard on their L0-token chunks)
   stage("search");
   qroar::search_options so;
   so.scaling = extended;
@@ -125,7 +125,7 @@ int run_demo(demo_options& o) {
   so.grid_points = o.grid_points;
   so.threads = mo.threads;
   so.validation_windows = validation;
-  for (const auto& v : validation) so.short_windows.push_back(slice(v, 0, static_cast<std::size_t>(l0)));
+  qroar::short_context_windows(so, validation, l0);
   qroar::search_result sr;
   {
     qroar_cli::progress_bar bar("search", mo.quiet || mo.json);

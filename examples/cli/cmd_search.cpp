@@ -110,9 +110,9 @@ int run_search(const search_command_options& o) {
     so.validation = o.validation_rule == "pooled" ? qroar::validation_rule::pooled : qroar::validation_rule::each_window;
     if (so.validation_windows.empty()) throw qroar_cli::usage_error("the validation files hold fewer tokens than one window");
   }
-  // short-context guard: the first L0 tokens of the validation windows (text the search does not fit), else of dev
-  for (const auto& w : so.validation_windows.empty() ? dev : so.validation_windows)
-    so.short_windows.emplace_back(w.begin(), w.begin() + std::min<std::size_t>(w.size(), static_cast<std::size_t>(l0)));
+  // short-context guard: every L0-token chunk of the validation windows (text the search does not fit), else of the
+  // dev windows, grouped by the window they come from
+  qroar::short_context_windows(so, so.validation_windows.empty() ? dev : so.validation_windows, l0);
   const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
   if (!o.model.quiet && !o.model.json) fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
   qroar_cli::progress_bar bar("search", o.model.quiet || o.model.json);

@@ -33,7 +33,10 @@ inline namespace v0 {
 //       with `validation_rule::pooled` only the mean over all windows counts (a step that helps one document a
 //       lot and hurts another passes: docs/results.md, "Acceptance per window");
 //     - short-context guard: perplexity on `short_windows` (trained context) may rise by at most `short_guard`
-//       relative to the quantized model without scales.
+//       relative to the quantized model without scales: their pooled perplexity, and with
+//       `validation_rule::each_window` also each document's (`short_window_document`: the short windows cut from
+//       one validation window, short_context_windows()), so that one document's short-context text getting worse
+//       rejects the step.
 //   Otherwise the next-best factor is tried (up to `max_tries`), then the band keeps its factor.
 // Deterministic: fixed orders, ties keep the current factor; the forward pass is thread-count independent.
 // The dev objective can only decrease: a step is taken only when it lowers it.
@@ -75,6 +78,7 @@ struct search_options {
   std::vector<std::vector<int>> validation_windows;   // long-context acceptance set (optional, recommended)
   validation_rule validation = validation_rule::each_window;  // no window's NLL may rise, or only their pooled mean
   std::vector<std::vector<int>> short_windows;        // trained-context guard set (optional)
+  std::vector<int> short_window_document;             // document of each short window (empty: one each)
   double short_guard = 0.005;       // max relative perplexity increase on short_windows; < 0 disables the guard
   double min_improvement = 1e-4;    // relative dev-objective decrease a step needs
   int max_tries = 3;                // candidates tried per band when checks reject the best
@@ -130,6 +134,27 @@ inline int nearest_grid_index(const std::vector<double>& grid, double f) {
     if (std::abs(std::log(grid[static_cast<std::size_t>(i)] / f)) < std::abs(std::log(grid[static_cast<std::size_t>(best)] / f)))
       best = i;
   return best;
+}
+
+// The short-context guard set of a list of long windows: every whole, non-overlapping chunk of `trained_ctx` tokens
+// of each window (a window shorter than that gives itself), each run from position 0 as text at the trained
+// context is, with the index of the window it came from as its document. Sets o.short_windows and
+// o.short_window_document.
+inline void short_context_windows(search_options& o, const std::vector<std::vector<int>>& windows, int trained_ctx) {
+  if (trained_ctx < 2) throw invalid_argument("the trained context must be at least 2 tokens");
+  o.short_windows.clear();
+  o.short_window_document.clear();
+  const auto len = static_cast<std::size_t>(trained_ctx);
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    const auto& t = windows[w];
+    if (t.size() < 2) continue;
+    const std::size_t chunks = std::max<std::size_t>(1, t.size() / len);
+    for (std::size_t c = 0; c < chunks; ++c) {
+      const auto first = t.begin() + static_cast<long>(c * len);
+      o.short_windows.emplace_back(first, first + static_cast<long>(std::min(len, t.size() - c * len)));
+      o.short_window_document.push_back(static_cast<int>(w));
+    }
+  }
 }
 
 // NLL of tokens[t] given the prefix, t = 1..n-1, from final hidden states (n, dim) (after the output norm): the
@@ -334,7 +359,9 @@ class search_state {
   double validation_nll(int first_layer, std::vector<double>* per_window = nullptr) {
     return advance(validation_set_, first_layer), mean_nll_from(validation_set_, per_window);
   }
-  double short_nll(int first_layer) { return advance(short_set_, first_layer), mean_nll_from(short_set_); }
+  double short_nll(int first_layer, std::vector<double>* per_window = nullptr) {
+    return advance(short_set_, first_layer), mean_nll_from(short_set_, per_window);
+  }
 
   int evaluations() const noexcept { return evaluations_; }
 
@@ -438,8 +465,11 @@ class search_state {
       detail::run_layers(work_, x, s.layer, nullptr, 0, table_, o_.threads, &hooks_);
       tensor hidden;
       detail::rmsnorm_rows(x, work_.final_norm, work_.config.norm_eps, hidden);
+      // summed per window, then over windows, in the order of evaluate_perplexity: the dev objective equals the
+      // mean_nll that `qroar eval` reports for the same windows, bit for bit
       double window_sum = 0.0;
-      for (double v : detail::nll_from_hidden(work_, hidden, windows[w], o_.threads)) sum += v, window_sum += v;
+      for (double v : detail::nll_from_hidden(work_, hidden, windows[w], o_.threads)) window_sum += v;
+      sum += window_sum;
       if (per_window)
         per_window->push_back(windows[w].size() > 1 ? window_sum / static_cast<double>(windows[w].size() - 1)
                                                     : std::numeric_limits<double>::quiet_NaN());
@@ -487,6 +517,11 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
     throw invalid_argument("the band partition covers " + std::to_string(o.bands.n_pairs) + " pairs, the model has " +
                            std::to_string(c.rope_geometry().pairs()));
   if (o.passes < 1) throw invalid_argument("the search needs at least one pass");
+  if (!o.short_window_document.empty() && o.short_window_document.size() != o.short_windows.size())
+    throw invalid_argument("short_window_document names " + std::to_string(o.short_window_document.size()) +
+                           " documents for " + std::to_string(o.short_windows.size()) + " short windows");
+  for (const auto& w : o.short_windows)
+    if (w.size() < 2) throw invalid_argument("short-context guard windows need at least 2 tokens");
   search_result r;
   r.grid = log_grid(o.grid_min, o.grid_max, o.grid_points);
   r.equivariance = is_row_scale_equivariant(o.quant, o.bands, c.rope_geometry());
@@ -563,7 +598,25 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   double current = r.baseline_objective;
   std::vector<double> current_window_nll, candidate_window_nll;  // per validation window
   if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0, &current_window_nll);
-  if (check_short) r.baseline_short = r.final_short = st.short_nll(0);
+  // Short-context NLL per document: the token-weighted mean of its short windows' per-window means.
+  std::vector<double> short_window_nll;
+  auto short_by_document = [&](const std::vector<double>& per_window) {
+    std::vector<double> sum, count;
+    for (std::size_t w = 0; w < per_window.size(); ++w) {
+      const auto d = o.short_window_document.empty() ? w : static_cast<std::size_t>(o.short_window_document[w]);
+      if (d >= sum.size()) sum.resize(d + 1, 0.0), count.resize(d + 1, 0.0);
+      const auto n = static_cast<double>(o.short_windows[w].size() - 1);
+      sum[d] += per_window[w] * n;
+      count[d] += n;
+    }
+    for (std::size_t d = 0; d < sum.size(); ++d) sum[d] = count[d] > 0 ? sum[d] / count[d] : 0.0;
+    return sum;
+  };
+  std::vector<double> baseline_short_document;
+  if (check_short) {
+    r.baseline_short = r.final_short = st.short_nll(0, &short_window_nll);
+    baseline_short_document = short_by_document(short_window_nll);
+  }
   double current_validation = r.baseline_validation;
 
   // The layer-local objective of a per-layer or per-head unit is its own layer's error: evaluated once when the
@@ -644,8 +697,16 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
                   note = "rejected: validation NLL rose on window " + std::to_string(w);
             }
             if (note.empty() && check_short) {
-              shrt = st.short_nll(first_layer);
+              // perplexity ratio exp(NLL - NLL_baseline) - 1 against the quantized model without scales, pooled and
+              // (each_window) per document
+              shrt = st.short_nll(first_layer, &short_window_nll);
               if (std::exp(shrt - r.baseline_short) - 1.0 > o.short_guard) note = "rejected: short-context guard";
+              if (note.empty() && o.validation == validation_rule::each_window) {
+                const auto by_document = short_by_document(short_window_nll);
+                for (std::size_t d = 0; note.empty() && d < by_document.size(); ++d)
+                  if (std::exp(by_document[d] - baseline_short_document[d]) - 1.0 > o.short_guard)
+                    note = "rejected: short-context guard on document " + std::to_string(d);
+              }
             }
             for (auto& s : r.steps)
               if (s.pass == pass && s.unit == unit && s.band == band && s.which == which && s.factor == f)
