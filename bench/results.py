@@ -69,14 +69,17 @@ def run(cmd):
     return json.loads(p.stdout), time.time() - t
 
 
-def evaluate(args, base, files, ctx, windows):
-    """Token-weighted mean NLL over the evaluation files."""
+def evaluate(args, base, files, ctx, windows, per_file=None):
+    """Token-weighted mean NLL over the evaluation files; per_file (a dict), when given, receives each file's own
+    mean NLL under its base name."""
     total, tokens = 0.0, 0
     for f in files:
         kind = "--tokens" if f.endswith(".txt") and "windows" in f else "--text"
         out, _ = run(base + [kind, f, "--ctx", str(ctx), "--max-windows", str(windows), "--json", "-q"])
         total += out["mean_nll"] * out["tokens_scored"]
         tokens += out["tokens_scored"]
+        if per_file is not None:
+            per_file[os.path.basename(f)] = out["mean_nll"]
     return total / tokens
 
 
@@ -129,8 +132,11 @@ def main():
                            "original_ctx": l0, "ctx": ctx, "validation_rule": a.validation_rule}
                     t0 = time.time()
                     for label, extra in (("fp", []), ("quantized", ["--quant", spec])):
-                        row[label + "_long"] = evaluate(a, base + rope_args + extra, ev, ctx, a.eval_windows)
-                        row[label + "_short"] = evaluate(a, base + rope_args + extra, ev, l0, 2 * a.eval_windows)
+                        row[label + "_long_files"], row[label + "_short_files"] = {}, {}
+                        row[label + "_long"] = evaluate(a, base + rope_args + extra, ev, ctx, a.eval_windows,
+                                                        row[label + "_long_files"])
+                        row[label + "_short"] = evaluate(a, base + rope_args + extra, ev, l0, 2 * a.eval_windows,
+                                                         row[label + "_short_files"])
                     row["variants"] = {}
                     for variant in a.variants.split(","):
                         scales = os.path.join(tmp, f"{model}-{rope}-{factor}-{qname}-{variant}.json")
@@ -150,10 +156,11 @@ def main():
                              "dev_after": res["final_objective"]}
                         if not res["skipped"]:
                             v["scales"] = res["scales"]["units"]
+                            v["long_files"], v["short_files"] = {}, {}
                             v["long"] = evaluate(a, base + rope_args + ["--quant", spec, "--scales", scales], ev, ctx,
-                                                 a.eval_windows)
+                                                 a.eval_windows, v["long_files"])
                             v["short"] = evaluate(a, base + rope_args + ["--quant", spec, "--scales", scales], ev, l0,
-                                                  2 * a.eval_windows)
+                                                  2 * a.eval_windows, v["short_files"])
                         row["variants"][variant] = v
                     row["seconds"] = time.time() - t0
                     with open(a.out, "a") as f:
