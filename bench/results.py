@@ -95,6 +95,8 @@ def main():
     ap.add_argument("--variants", default="symmetric,query_only,independent")
     ap.add_argument("--eval-windows", type=int, default=2, help="windows per evaluation file (docs/results.md: 2)")
     ap.add_argument("--grid", default="0.25,4,9", help="min,max,points")
+    ap.add_argument("--refine", type=int, default=2,
+                    help="qroar search --refine: bisection steps around each band's best grid factor (default 2)")
     ap.add_argument("--validation-rule", default="each_window", choices=["each_window", "pooled"],
                     help="qroar search --validation-rule: each_window (default) rejects a step that makes any "
                          "validation window worse; pooled only looks at their mean")
@@ -129,7 +131,7 @@ def main():
                         base += ["--tokenizer", os.path.join(a.shared, tok)]
                     rope_args = ["--rope", rope, "--factor", str(factor)]
                     row = {"model": model, "rope": rope, "factor": factor, "quant": qname, "spec": spec,
-                           "original_ctx": l0, "ctx": ctx, "validation_rule": a.validation_rule}
+                           "original_ctx": l0, "ctx": ctx, "validation_rule": a.validation_rule, "refine": a.refine}
                     t0 = time.time()
                     for label, extra in (("fp", []), ("quantized", ["--quant", spec])):
                         row[label + "_long_files"], row[label + "_short_files"] = {}, {}
@@ -143,7 +145,8 @@ def main():
                         cmd = [a.qroar, "search", "--model", os.path.join(a.shared, path), "--ctx", str(ctx),
                                "--quant", spec, "--variant", variant, "--grid-min", gmin, "--grid-max", gmax,
                                "--grid-points", gpts, "--dev-windows", "3", "--validation-windows", "2",
-                               "--validation-rule", a.validation_rule, "-o", scales, "--json", "-q"] + rope_args
+                               "--validation-rule", a.validation_rule, "--refine", str(a.refine), "-o", scales,
+                               "--json", "-q"] + rope_args
                         if tok:
                             cmd += ["--tokenizer", os.path.join(a.shared, tok)]
                         for f in dev:

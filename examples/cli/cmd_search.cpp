@@ -19,7 +19,7 @@ struct search_command_options {
   std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
               report;
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
-  int grid_points = 9, passes = 1;
+  int grid_points = 9, passes = 1, refine = 0;
   bool no_guard = false, force = false;
 };
 
@@ -53,6 +53,7 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   j["granularity"] = o.granularity;
   j["objective"] = o.objective;
   j["grid_strategy"] = o.grid_strategy;
+  j["refine"] = o.refine;
   j["grid"] = r.grid;
   j["band_pressure"] = r.band_pressure;
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
@@ -93,6 +94,7 @@ int run_search(const search_command_options& o) {
   else if (o.objective == "layer_local") so.objective = qroar::search_objective::layer_local;
   else throw qroar_cli::usage_error("--objective must be dev_nll or layer_local");
   so.strategy = o.grid_strategy == "coarse_to_fine" ? qroar::grid_strategy::coarse_to_fine : qroar::grid_strategy::exhaustive;
+  so.refine = o.refine;
   so.short_guard = o.no_guard ? -1.0 : o.guard;
   so.min_improvement = o.min_improvement;
   so.force_futile = o.force;
@@ -228,6 +230,10 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
                  "exhaustive (every grid point per band) or coarse_to_fine (every second point, then the best's "
                  "neighbours)")
       ->check(CLI::IsMember({"exhaustive", "coarse_to_fine"}));
+  app.add_option("--refine", o->refine,
+                 "bisection steps in log scale around each band's best factor after the grid (each halves the step; "
+                 "2 more evaluations per band per step)")
+      ->check(CLI::Range(0, 20));
   app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");

@@ -271,6 +271,64 @@ TEST_CASE("coarse-to-fine grid: fewer evaluations, only grid points, the best co
                         << c2f.evaluations << ", " << c2f.final_objective);
 }
 
+// Refinement: after a band's grid, `refine` bisection steps in log scale around the best factor so far. Rebuilt
+// from the steps: each band's grid points (1 excluded: the current factor), then for k = 1..R the two factors
+// best * exp(-+h / 2^k), h = ln(max/min) / (points - 1), best being the factor with the lowest objective so far (the
+// current factor, at the running dev objective, when none is lower).
+TEST_CASE("refine: bisection steps around each band's best factor, rebuilt from the steps") {
+  fixture f;
+  if (!f.ok) return;
+  // YaRN x4 at 2048 (the issue's W4 setting), where no point of this coarse grid lowers the dev NLL
+  auto o = f.options("rtn:w4:g32:sym", qroar::scale_variant::query_only);
+  o.scaling = qroar::rope_scaling::yarn(4.0, 512);
+  o.refine = 2;
+  const std::vector<std::vector<int>> dev = {
+      qroar::read_token_ids(qroar_test::shared_file("reference/windows/s260_dev_2048.txt").string())};
+  const auto r = qroar::search_band_scales(f.model, dev, o);
+  REQUIRE_FALSE(r.skipped);
+  CHECK(r.final_objective <= r.baseline_objective);
+  const auto grid = qroar::log_grid(o.grid_min, o.grid_max, o.grid_points);  // 0.5, 0.71, 1, 1.41, 2
+  const double h = std::log(o.grid_max / o.grid_min) / (o.grid_points - 1);
+  double current = r.baseline_objective;
+  int refined_accepted = 0;
+  std::size_t at = 0;
+  for (int b = 0; b < 4; ++b) {
+    CAPTURE(b);
+    REQUIRE(at + 4 + 4 <= r.steps.size());
+    const int band = r.steps[at].band;
+    double best_obj = current, best_f = 1.0;
+    for (std::size_t i = 0; i < 4; ++i, ++at) {
+      CHECK(r.steps[at].band == band);
+      CHECK(r.steps[at].factor == grid[i < 2 ? i : i + 1]);
+      if (r.steps[at].objective < best_obj) best_obj = r.steps[at].objective, best_f = r.steps[at].factor;
+    }
+    for (int k = 1; k <= 2; ++k) {
+      const double center = best_f;
+      for (double sign : {-1.0, 1.0}) {
+        const double want = center * std::exp(sign * h / std::ldexp(1.0, k));
+        if (want < o.grid_min || want > o.grid_max) continue;
+        REQUIRE(at < r.steps.size());
+        CHECK(r.steps[at].band == band);
+        CHECK(r.steps[at].factor == doctest::Approx(want).epsilon(1e-12));
+        refined_accepted += r.steps[at].accepted;
+        if (r.steps[at].objective < best_obj) best_obj = r.steps[at].objective, best_f = r.steps[at].factor;
+        ++at;
+      }
+    }
+    // no acceptance checks: the best step is taken when it lowers the objective by min_improvement
+    if (best_obj < current - o.min_improvement * std::abs(current)) current = best_obj;
+  }
+  CHECK(at == r.steps.size());
+  CHECK(r.final_objective == current);
+  CHECK(refined_accepted > 0);  // the fixture exercises refinement: a factor off the grid was chosen
+  MESSAGE("refine 2: dev NLL " << r.baseline_objective << " -> " << r.final_objective << ", " << refined_accepted
+                               << " refined factors taken");
+  o.refine = 0;
+  CHECK(qroar::search_band_scales(f.model, dev, o).scales.is_identity());
+  o.refine = 21;
+  CHECK_THROWS_AS(qroar::search_band_scales(f.model, dev, o), qroar::invalid_argument);
+}
+
 TEST_CASE("log_grid includes 1 and rejects bad ranges") {
   const auto g = qroar::log_grid(0.5, 2.0, 4);
   CHECK(g.size() == 5);

@@ -38,6 +38,10 @@ inline namespace v0 {
 //       one validation window, short_context_windows()), so that one document's short-context text getting worse
 //       rejects the step.
 //   Otherwise the next-best factor is tried (up to `max_tries`), then the band keeps its factor.
+//   With `refine` = R > 0, the grid is followed by R bisection steps in log scale around the best factor so far
+//   (the current one included): step k evaluates best * exp(+-h / 2^k), h the grid's log spacing
+//   ln(max/min) / (points - 1), within [grid_min, grid_max]. A 9-point grid over 0.25..4 (ratio sqrt 2) with R = 2
+//   resolves factors to a ratio of 2^(1/8) (9%) for 4 more evaluations per band instead of 24 more grid points.
 // Deterministic: fixed orders, ties keep the current factor; the forward pass is thread-count independent.
 // The dev objective can only decrease: a step is taken only when it lowers it.
 enum class search_objective { dev_nll, layer_local };
@@ -72,6 +76,7 @@ struct search_options {
   int passes = 1;
   search_objective objective = search_objective::dev_nll;
   grid_strategy strategy = grid_strategy::exhaustive;
+  int refine = 0;  // bisection steps around each band's best factor after its grid (see search_band_scales)
   rope_scaling scaling;  // the deployed interpolation
   quant_spec quant;
   std::vector<std::vector<int>> calibration_windows;  // GPTQ calibration (default: dev windows cut to L0)
@@ -517,6 +522,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
     throw invalid_argument("the band partition covers " + std::to_string(o.bands.n_pairs) + " pairs, the model has " +
                            std::to_string(c.rope_geometry().pairs()));
   if (o.passes < 1) throw invalid_argument("the search needs at least one pass");
+  if (o.refine < 0 || o.refine > 20) throw invalid_argument("refine must be 0..20 bisection steps");
   if (!o.short_window_document.empty() && o.short_window_document.size() != o.short_windows.size())
     throw invalid_argument("short_window_document names " + std::to_string(o.short_window_document.size()) +
                            " documents for " + std::to_string(o.short_windows.size()) + " short windows");
@@ -589,6 +595,10 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
     const int coarse = i0 / 2 + (m - 1 - i0) / 2;
     per_band = std::min(per_band, coarse + 2);
   }
+  // log spacing of the grid (before 1 was added): the first refinement step's half-width is half of it
+  const double log_spacing = o.grid_points > 1 ? std::log(o.grid_max / o.grid_min) / (o.grid_points - 1) : 0.0;
+  const int refine_steps = log_spacing > 0.0 ? o.refine : 0;
+  per_band += 2 * refine_steps;
   prog.planned = o.passes * r.scales.units() * nb * (o.variant == scale_variant::independent && !balance_futile ? 2 : 1) *
                  per_band;
   prog.stage = "search";
@@ -680,6 +690,19 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
               if (obj < best) best = obj, b = nearest_grid_index(r.grid, f);
             for (int i : {b - 1, b + 1})
               if (i >= 0 && i < m && !done[static_cast<std::size_t>(i)]) evaluate(r.grid[static_cast<std::size_t>(i)]);
+          }
+          // refinement: bisect around the best factor so far (the current one when no candidate beat it)
+          double best_obj = current, best_f = keep;
+          for (const auto& [obj, f] : tried)
+            if (obj < best_obj) best_obj = obj, best_f = f;
+          for (int k = 1; k <= refine_steps; ++k) {
+            const double h = log_spacing / std::ldexp(1.0, k);
+            const double center = best_f;
+            for (double f : {center * std::exp(-h), center * std::exp(h)}) {
+              if (f < o.grid_min * (1 - 1e-12) || f > o.grid_max * (1 + 1e-12)) continue;
+              evaluate(f);
+              if (tried.back().first < best_obj) best_obj = tried.back().first, best_f = f;
+            }
           }
           std::stable_sort(tried.begin(), tried.end());
           bool moved = false;
