@@ -5,6 +5,7 @@ interpolation, at the trained and at the extended context, on held-out text.
   /usr/bin/python3 bench/results.py --qroar build/qroar --shared ../shared --out bench/results.jsonl
   /usr/bin/python3 bench/results.py --table bench/results.jsonl   # the table of docs/results.md
   /usr/bin/python3 bench/results.py --summary bench/results.jsonl # medians per model, quantizer kind and variant
+  /usr/bin/python3 bench/results.py --compare A.jsonl B.jsonl    # two search settings side by side
 
 Every setting: model x interpolation (linear, ntk, yarn) x factor (4, 8) x quantizer. For each:
   fp / quantized perplexity at the trained context L0 and at the extended context s*L0 on the evaluation text;
@@ -102,11 +103,15 @@ def main():
                          "validation window worse; pooled only looks at their mean")
     ap.add_argument("--table", help="print the markdown table of a results file and exit")
     ap.add_argument("--summary", help="print the per-kind medians and counts of a results file and exit")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="print the best variant's held-out change per setting in two results files and exit")
     a = ap.parse_args()
     if a.table:
         return table(a.table)
     if a.summary:
         return summary(a.summary)
+    if a.compare:
+        return compare(*a.compare)
     gmin, gmax, gpts = a.grid.split(",")
     done = set()
     if os.path.exists(a.out):
@@ -211,7 +216,7 @@ def summary(path):
     import math, statistics
     rows = [json.loads(l) for l in open(path)]
     kinds = {}
-    beats_fp, worse, short_worse, ran = 0, [], [], 0
+    beats_fp, worse, short_worse, doc_worse, ran = 0, [], [], [], 0
     for r in rows:
         kind = "KV4 per token" if r["quant"].startswith("kv") else "weights"
         best = None
@@ -228,6 +233,13 @@ def summary(path):
             ds = math.exp(x["short"] - r["quantized_short"]) - 1
             if ds > 0.005:
                 short_worse.append(f"{r['model']} {r['rope']} x{r['factor']} {r['quant']} {v} {100 * ds:+.1f}%")
+            # each held-out document on its own (rows measured with per-file NLLs; gutenberg-3m has two)
+            for length in ("long", "short"):
+                for f, nll in x.get(length + "_files", {}).items():
+                    dd = math.exp(nll - r["quantized_" + length + "_files"][f]) - 1
+                    if dd > 0.005:
+                        doc_worse.append(f"{r['model']} {r['rope']} x{r['factor']} {r['quant']} {v} {length} {f} "
+                                         f"{100 * dd:+.1f}%")
             if best is None or x["long"] < best:
                 best = x["long"]
         if best is not None and best < r["fp_long"]:
@@ -244,8 +256,40 @@ def summary(path):
     print(f"{len(short_worse)} searches raised held-out short-context perplexity by > 0.5%:")
     for w in short_worse:
         print("  " + w)
+    print(f"{len(doc_worse)} (search, held-out document, length) made > 0.5% worse, each document on its own:")
+    for w in doc_worse:
+        print("  " + w)
     rules = sorted({r.get("validation_rule", "pooled") for r in rows})
-    print(f"validation rule(s): {', '.join(rules)}")
+    refine = sorted({r.get("refine", 0) for r in rows})
+    print(f"validation rule(s): {', '.join(rules)}; refine: {', '.join(map(str, refine))}")
+
+
+def compare(path_a, path_b):
+    """Held-out long-context change (relative to the quantized model) of the best variant per setting, in two
+    results files measured under different search settings, side by side; and the medians per model and kind."""
+    import math, statistics
+    def best(path):
+        out = {}
+        for r in map(json.loads, open(path)):
+            ds = [math.exp(x["long"] - r["quantized_long"]) - 1 for x in r["variants"].values() if not x["skipped"]]
+            out[(r["model"], r["rope"], r["factor"], r["quant"])] = min(ds + [0.0])
+        return out
+    a, b = best(path_a), best(path_b)
+    keys = sorted(set(a) & set(b), key=lambda k: (list(MODELS).index(k[0]), k[1], k[2], list(QUANTS).index(k[3])))
+    print(f"| setting | {os.path.basename(path_a)} | {os.path.basename(path_b)} |")
+    print("|---|---|---|")
+    for k in keys:
+        print(f"| {k[0]} {k[1]} ×{k[2]} {k[3]} | {100 * a[k]:+.1f}% | {100 * b[k]:+.1f}% |")
+    groups = {}
+    for k in keys:
+        groups.setdefault((k[0], "KV4" if k[3].startswith("kv") else "weights"), []).append(k)
+    print("\n| model | kind | settings | median A | median B | B better / worse by > 0.5 points |")
+    print("|---|---|---|---|---|---|")
+    for (model, kind), ks in groups.items():
+        better = sum(b[k] < a[k] - 0.005 for k in ks)
+        worse = sum(b[k] > a[k] + 0.005 for k in ks)
+        print(f"| {model} | {kind} | {len(ks)} | {100 * statistics.median(a[k] for k in ks):+.1f}% | "
+              f"{100 * statistics.median(b[k] for k in ks):+.1f}% | {better} / {worse} |")
 
 
 if __name__ == "__main__":

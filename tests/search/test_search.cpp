@@ -275,7 +275,7 @@ TEST_CASE("coarse-to-fine grid: fewer evaluations, only grid points, the best co
 // from the steps: each band's grid points (1 excluded: the current factor), then for k = 1..R the two factors
 // best * exp(-+h / 2^k), h = ln(max/min) / (points - 1), best being the factor with the lowest objective so far (the
 // current factor, at the running dev objective, when none is lower).
-TEST_CASE("refine: bisection steps around each band's best factor, rebuilt from the steps") {
+TEST_CASE("refine: bisection steps around each band's best factor, rebuilt from the steps" * doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   // YaRN x4 at 2048 (the issue's W4 setting), where no point of this coarse grid lowers the dev NLL
