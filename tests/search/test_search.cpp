@@ -76,6 +76,19 @@ double fresh_mean_nll(const qroar::llama_model& fp, const qroar::band_scales& s,
   return sum / static_cast<double>(n);
 }
 
+// Short-context NLL of one document of the guard set from scratch: the deployed model on each of its short windows,
+// token-weighted.
+double short_document_nll(const qroar::llama_model& fp, const qroar::band_scales& s, const qroar::search_options& o,
+                          int document) {
+  const deployed d(fp, s, o);
+  double sum = 0;
+  long long n = 0;
+  for (std::size_t w = 0; w < o.short_windows.size(); ++w)
+    if (o.short_window_document[w] == document)
+      for (double x : qroar::window_nll(d.model, o.short_windows[w], d.table, 0, &d.hooks)) sum += x, ++n;
+  return sum / static_cast<double>(n);
+}
+
 }  // namespace
 
 TEST_CASE("the symmetric search is skipped when the equivariance check says it cannot change anything") {
@@ -150,16 +163,7 @@ TEST_CASE("acceptance checks: validation never rises and the short-context guard
   o.validation_windows = {f.validation[0], std::vector<int>(v.begin() + 1024, v.begin() + 2048)};
   qroar::short_context_windows(o, o.validation_windows, 512);
   REQUIRE(o.short_windows.size() == 4);
-  // short-context NLL of one document from scratch: the deployed model on each of its chunks, token-weighted
-  auto document_nll = [&](const qroar::band_scales& s, int document) {
-    const deployed d(f.model, s, o);
-    double sum = 0;
-    long long n = 0;
-    for (std::size_t w = 0; w < o.short_windows.size(); ++w)
-      if (o.short_window_document[w] == document)
-        for (double x : qroar::window_nll(d.model, o.short_windows[w], d.table, 1, &d.hooks)) sum += x, ++n;
-    return sum / static_cast<double>(n);
-  };
+  auto document_nll = [&](const qroar::band_scales& s, int document) { return short_document_nll(f.model, s, o, document); };
   // the search sums per chunk and weights chunk means; a different order of the same doubles: a few ulps
   constexpr double summation_order_tolerance = 1e-12;
   const qroar::band_scales identity(o.bands, o.variant, o.granularity, 5, 4);
@@ -453,15 +457,7 @@ TEST_CASE("short-context guard per document: pooled lets one document rise past 
   qroar::short_context_windows(o, g.held_out(), 256);
   REQUIRE(o.short_windows.size() == 8);
   const qroar::band_scales identity(o.bands, o.variant, o.granularity, g.model.config.n_layers, g.model.config.n_kv_heads);
-  auto document_nll = [&](const qroar::band_scales& s, int document) {
-    const deployed d(g.model, s, o);
-    double sum = 0;
-    long long n = 0;
-    for (std::size_t w = 0; w < o.short_windows.size(); ++w)
-      if (o.short_window_document[w] == document)
-        for (double x : qroar::window_nll(d.model, o.short_windows[w], d.table, 0, &d.hooks)) sum += x, ++n;
-    return sum / static_cast<double>(n);
-  };
+  auto document_nll = [&](const qroar::band_scales& s, int document) { return short_document_nll(g.model, s, o, document); };
   const double before[2] = {document_nll(identity, 0), document_nll(identity, 1)};
   for (bool each : {false, true}) {
     CAPTURE(each);
