@@ -338,6 +338,10 @@ TEST_CASE("log_grid includes 1 and rejects bad ranges") {
   CHECK(g.size() == 5);
   CHECK(std::find(g.begin(), g.end(), 1.0) != g.end());
   CHECK(qroar::log_grid(0.5, 2.0, 5).size() == 5);
+  // powers of two are exact: a --patch of them multiplies fp16 block scales without rounding
+  CHECK(qroar::log_grid(0.25, 4.0, 5) == std::vector<double>{0.25, 0.5, 1.0, 2.0, 4.0});
+  CHECK(qroar::log_grid(0.25, 4.0, 9)[8] == 4.0);
+  CHECK(qroar::log_grid(0.25, 4.0, 9)[2] == 0.5);
   CHECK_THROWS_AS(qroar::log_grid(0.0, 2.0, 5), qroar::invalid_argument);
   CHECK_THROWS_AS(qroar::log_grid(2.0, 1.0, 5), qroar::invalid_argument);
 }

@@ -115,12 +115,18 @@ struct search_result {
   std::vector<search_step> steps;
 };
 
-// Log-spaced factors exp(linspace(ln min, ln max, points)), with 1 added when absent.
+// Log-spaced factors min * (max/min)^(i / (points - 1)), i = 0..points-1, with 1 added when absent. Computed with
+// pow rather than exp(linspace(ln min, ln max)): the endpoints are exact, and so is every power of two of a grid
+// such as 0.25..4 with 5 points (pow is exact where the result is representable), which keeps a --patch of those
+// factors exact.
 inline std::vector<double> log_grid(double lo, double hi, int points) {
-  if (!(lo > 0.0) || !(hi >= lo) || points < 1) throw invalid_argument("grid needs 0 < min <= max and points >= 1");
+  if (!(lo > 0.0) || !(hi >= lo) || !std::isfinite(hi) || points < 1)
+    throw invalid_argument("grid needs 0 < min <= max and points >= 1");
   std::vector<double> g;
   for (int i = 0; i < points; ++i)
-    g.push_back(points == 1 ? lo : std::exp(std::log(lo) + (std::log(hi) - std::log(lo)) * i / (points - 1)));
+    g.push_back(points == 1 ? lo
+                : i == points - 1 ? hi
+                                  : lo * std::pow(hi / lo, static_cast<double>(i) / (points - 1)));
   bool has_one = false;
   for (double& x : g)
     if (std::abs(x - 1.0) < 1e-9) {
