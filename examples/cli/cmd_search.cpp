@@ -19,7 +19,7 @@ struct search_command_options {
   std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
               report;
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
-  int grid_points = 9, passes = 1, refine = 0;
+  int grid_points = 9, passes = 1, refine = 0, guard_chunks = 0;
   bool no_guard = false, force = false;
 };
 
@@ -114,7 +114,7 @@ int run_search(const search_command_options& o) {
   }
   // short-context guard: every L0-token chunk of the validation windows (text the search does not fit), else of the
   // dev windows, grouped by the window they come from
-  qroar::short_context_windows(so, so.validation_windows.empty() ? dev : so.validation_windows, l0);
+  qroar::short_context_windows(so, so.validation_windows.empty() ? dev : so.validation_windows, l0, o.guard_chunks);
   const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
   if (!o.model.quiet && !o.model.json) fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
   qroar_cli::progress_bar bar("search", o.model.quiet || o.model.json);
@@ -237,6 +237,10 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
   app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");
+  app.add_option("--guard-chunks", o->guard_chunks,
+                 "L0-token chunks of each validation window in the guard set, evenly spaced (0: all, the default; 1: "
+                 "the first only, cheapest)")
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--min-improvement", o->min_improvement, "relative dev improvement a step needs")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--force", o->force, "run the symmetric search even when the equivariance check says it is a no-op");

@@ -153,6 +153,16 @@ TEST_CASE("short_context_windows: every whole trained-context chunk of each wind
   CHECK(o.short_windows[5] == std::vector<int>(windows[1].begin() + 256, windows[1].begin() + 512));
   CHECK(o.short_windows[6] == windows[2]);
   CHECK_THROWS_AS(qroar::short_context_windows(o, windows, 1), qroar::invalid_argument);
+  // at most 2 chunks per window, evenly spaced: chunks 0 and 2 of the first window, 0 and 1 of the second
+  qroar::short_context_windows(o, windows, 256, 2);
+  REQUIRE(o.short_windows.size() == 5);
+  CHECK(o.short_window_document == std::vector<int>{0, 0, 1, 1, 2});
+  CHECK(o.short_windows[1] == std::vector<int>(windows[0].begin() + 512, windows[0].begin() + 768));
+  CHECK(o.short_windows[3] == std::vector<int>(windows[1].begin() + 256, windows[1].begin() + 512));
+  qroar::short_context_windows(o, windows, 256, 1);  // the first chunk of each window
+  CHECK(o.short_windows.size() == 3);
+  CHECK(o.short_windows[0] == std::vector<int>(windows[0].begin(), windows[0].begin() + 256));
+  CHECK_THROWS_AS(qroar::short_context_windows(o, windows, 256, -1), qroar::invalid_argument);
 }
 
 TEST_CASE("acceptance checks: validation never rises and the short-context guard holds for every document") {

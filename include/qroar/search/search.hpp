@@ -150,9 +150,13 @@ inline int nearest_grid_index(const std::vector<double>& grid, double f) {
 // The short-context guard set of a list of long windows: every whole, non-overlapping chunk of `trained_ctx` tokens
 // of each window (a window shorter than that gives itself), each run from position 0 as text at the trained
 // context is, with the index of the window it came from as its document. Sets o.short_windows and
-// o.short_window_document.
-inline void short_context_windows(search_options& o, const std::vector<std::vector<int>>& windows, int trained_ctx) {
+// o.short_window_document. `max_chunks_per_window` > 0 keeps that many chunks of each window, evenly spaced
+// (chunk floor(i * chunks / max) for i = 0..max-1; 1 keeps the first): each guard check runs its chunks from the
+// searched layer through the classifier, so the guard's cost grows with their number.
+inline void short_context_windows(search_options& o, const std::vector<std::vector<int>>& windows, int trained_ctx,
+                                  int max_chunks_per_window = 0) {
   if (trained_ctx < 2) throw invalid_argument("the trained context must be at least 2 tokens");
+  if (max_chunks_per_window < 0) throw invalid_argument("max_chunks_per_window must be >= 0 (0: every chunk)");
   o.short_windows.clear();
   o.short_window_document.clear();
   const auto len = static_cast<std::size_t>(trained_ctx);
@@ -160,7 +164,9 @@ inline void short_context_windows(search_options& o, const std::vector<std::vect
     const auto& t = windows[w];
     if (t.size() < 2) continue;
     const std::size_t chunks = std::max<std::size_t>(1, t.size() / len);
-    for (std::size_t c = 0; c < chunks; ++c) {
+    const auto keep = max_chunks_per_window > 0 ? std::min(chunks, static_cast<std::size_t>(max_chunks_per_window)) : chunks;
+    for (std::size_t i = 0; i < keep; ++i) {
+      const std::size_t c = i * chunks / keep;
       const auto first = t.begin() + static_cast<long>(c * len);
       o.short_windows.emplace_back(first, first + static_cast<long>(std::min(len, t.size() - c * len)));
       o.short_window_document.push_back(static_cast<int>(w));
