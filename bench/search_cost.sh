@@ -15,4 +15,7 @@ for rep in 1 2 3; do
   echo "layer_local_noguard $($S --objective layer_local --no-guard | sec)"
   echo "layer_local_c2f $($S --objective layer_local --grid-strategy coarse_to_fine | sec)"
   echo "layer_local_c2f_noguard $($S --objective layer_local --grid-strategy coarse_to_fine --no-guard | sec)"
+  echo "layer_local_c2f_guard1 $($S --objective layer_local --grid-strategy coarse_to_fine --guard-chunks 1 | sec)"
+  echo "layer_local_guard1 $($S --objective layer_local --guard-chunks 1 | sec)"
+  echo "layer_local_refine2_noguard $($S --objective layer_local --refine 2 --no-guard | sec)"
 done
