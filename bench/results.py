@@ -96,8 +96,9 @@ def main():
     ap.add_argument("--variants", default="symmetric,query_only,independent")
     ap.add_argument("--eval-windows", type=int, default=2, help="windows per evaluation file (docs/results.md: 2)")
     ap.add_argument("--grid", default="0.25,4,9", help="min,max,points")
-    ap.add_argument("--refine", type=int, default=2,
-                    help="qroar search --refine: bisection steps around each band's best grid factor (default 2)")
+    ap.add_argument("--refine", type=int, default=0,
+                    help="qroar search --refine: bisection steps around each band's best grid factor (default 0; "
+                         "docs/results.md compares 2)")
     ap.add_argument("--validation-rule", default="each_window", choices=["each_window", "pooled"],
                     help="qroar search --validation-rule: each_window (default) rejects a step that makes any "
                          "validation window worse; pooled only looks at their mean")

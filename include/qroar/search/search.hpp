@@ -31,7 +31,7 @@ inline namespace v0 {
 //     - validation: the long-context NLL on `validation_windows` must not rise: with `validation_rule::each_window`
 //       (the default) the mean NLL of no window may rise, so that one document that gets worse rejects the step;
 //       with `validation_rule::pooled` only the mean over all windows counts (a step that helps one document a
-//       lot and hurts another passes: docs/results.md, "Acceptance per window");
+//       lot and hurts another passes: docs/results.md, "Acceptance rules and refinement");
 //     - short-context guard: perplexity on `short_windows` (trained context) may rise by at most `short_guard`
 //       relative to the quantized model without scales: their pooled perplexity, and with
 //       `validation_rule::each_window` also each document's (`short_window_document`: the short windows cut from
