@@ -44,34 +44,28 @@ def main():
     raw = open(os.path.join(text, "tinystories/tinystories_validation_head.txt"), encoding="utf-8").read()
     open(tiny_tail, "w", encoding="utf-8").write(raw[-150000:])
 
+    def grid(variant, lo, hi, points=None, refine=0):
+        flags = ["--variant", variant, "--grid-min", lo, "--grid-max", hi]
+        return flags + (["--grid-points", points] if points else []) + (["--refine", str(refine)] if refine else [])
+
+    # (label, model, rope args, ctx, quant, dev args, eval args, [(name, search flags)])
+    s260_common = (s260, ["--rope", "yarn", "--factor", "4"], 2048)
+    s260_dev = ["--dev", f"{win}/s260_dev_2048.txt", "--dev-windows", "1"]
+    s260_eval = ["--tokens", f"{win}/s260_eval_12288.txt"]
+    s260_val = ["--validation", tiny_tail, "--validation-windows", "2"]
     settings = [
-        # (label, model, rope args, ctx, quant, dev args, eval args, [(name, search flags)])
         ("stories260K, YaRN x4, ctx 2048, RTN W4 g32 (issue: 8.45 -> 8.08 query-only, -4.5%)",
-         s260, ["--rope", "yarn", "--factor", "4"], 2048, "rtn:w4:g32:sym",
-         ["--dev", f"{win}/s260_dev_2048.txt", "--dev-windows", "1"],
-         ["--tokens", f"{win}/s260_eval_12288.txt"],
-         [("issue: query_only, grid 0.6-1.6 x7", ["--variant", "query_only", "--grid-min", "0.6", "--grid-max", "1.6",
-                                                  "--grid-points", "7"]),
-          ("+ refine 2", ["--variant", "query_only", "--grid-min", "0.6", "--grid-max", "1.6", "--grid-points", "7",
-                          "--refine", "2"]),
-          ("query_only, grid 0.25-4 x9, refine 2", ["--variant", "query_only", "--grid-min", "0.25", "--grid-max", "4",
-                                                    "--refine", "2"]),
-          ("same + validation (TinyStories tail, 2 windows)",
-           ["--variant", "query_only", "--grid-min", "0.25", "--grid-max", "4", "--refine", "2",
-            "--validation", tiny_tail, "--validation-windows", "2"])]),
+         *s260_common, "rtn:w4:g32:sym", s260_dev, s260_eval,
+         [("issue: query_only, grid 0.6-1.6 x7", grid("query_only", "0.6", "1.6", "7")),
+          ("+ refine 2", grid("query_only", "0.6", "1.6", "7", refine=2)),
+          ("query_only, grid 0.25-4 x9, refine 2", grid("query_only", "0.25", "4", refine=2)),
+          ("same + validation (TinyStories tail, 2 windows)", grid("query_only", "0.25", "4", refine=2) + s260_val)]),
         ("stories260K, YaRN x4, ctx 2048, K4 per token after RoPE, weights FP (issue: 36.56 -> 28.82 symmetric, -21%)",
-         s260, ["--rope", "yarn", "--factor", "4"], 2048, "kv:k4:token:g8:post-rope",
-         ["--dev", f"{win}/s260_dev_2048.txt", "--dev-windows", "1"],
-         ["--tokens", f"{win}/s260_eval_12288.txt"],
-         [("issue: symmetric, grid 0.5-2 x5", ["--variant", "symmetric", "--grid-min", "0.5", "--grid-max", "2",
-                                               "--grid-points", "5"]),
-          ("symmetric, grid 0.25-4 x9, refine 2", ["--variant", "symmetric", "--grid-min", "0.25", "--grid-max", "4",
-                                                   "--refine", "2"]),
-          ("independent, grid 0.25-4 x9, refine 2", ["--variant", "independent", "--grid-min", "0.25",
-                                                     "--grid-max", "4", "--refine", "2"]),
-          ("same + validation (TinyStories tail, 2 windows)",
-           ["--variant", "independent", "--grid-min", "0.25", "--grid-max", "4", "--refine", "2",
-            "--validation", tiny_tail, "--validation-windows", "2"])]),
+         *s260_common, "kv:k4:token:g8:post-rope", s260_dev, s260_eval,
+         [("issue: symmetric, grid 0.5-2 x5", grid("symmetric", "0.5", "2", "5")),
+          ("symmetric, grid 0.25-4 x9, refine 2", grid("symmetric", "0.25", "4", refine=2)),
+          ("independent, grid 0.25-4 x9, refine 2", grid("independent", "0.25", "4", refine=2)),
+          ("same + validation (TinyStories tail, 2 windows)", grid("independent", "0.25", "4", refine=2) + s260_val)]),
     ]
     g3m_common = (g3m, ["--rope", "ntk", "--factor", "4"], 1024)
     g3m_dev = ["--dev", moby_first, "--dev-windows", "2"]  # two windows from the start of the narrative
@@ -83,24 +77,22 @@ def main():
          *g3m_common, "rtn:w3:g32:sym", g3m_dev, g3m_eval,
          [("issue: query_only, default grid 0.5-2 x9", ["--variant", "query_only"]),
           ("query_only + validation (other documents)", ["--variant", "query_only"] + g3m_val),
-          ("query_only, grid 0.25-4 x9, refine 2, validation",
-           ["--variant", "query_only", "--grid-min", "0.25", "--grid-max", "4", "--refine", "2"] + g3m_val)]),
+          ("query_only, grid 0.25-4 x9, refine 2, validation", grid("query_only", "0.25", "4", refine=2) + g3m_val)]),
         ("gutenberg-3m, NTK x4, ctx 1024, K4 per token after RoPE (issue: held-out -1.1% symmetric)",
          *g3m_common, "kv:k4:token:g64:post-rope", g3m_dev, g3m_eval,
          [("issue: symmetric, default grid 0.5-2 x9", ["--variant", "symmetric"]),
           ("symmetric + validation (other documents)", ["--variant", "symmetric"] + g3m_val),
-          ("independent, grid 0.25-4 x9, refine 2, validation",
-           ["--variant", "independent", "--grid-min", "0.25", "--grid-max", "4", "--refine", "2"] + g3m_val)]),
+          ("independent, grid 0.25-4 x9, refine 2, validation", grid("independent", "0.25", "4", refine=2) + g3m_val)]),
     ]
 
     print("| setting | search | dev NLL | held-out perplexity: FP / quantized / patched | change |")
     print("|---|---|---|---|---|")
-    for label, model, rope, ctx, quant, dev, ev, searches in settings:
+    for i, (label, model, rope, ctx, quant, dev, ev, searches) in enumerate(settings):
         base = [a.qroar, "eval", "--model", model, "--ctx", str(ctx), "--json", "-q"] + rope + ev
         fp = run(base)
         q = run(base + ["--quant", quant])
         for k, (name, flags) in enumerate(searches):
-            scales = os.path.join(tmp, f"s{len(label)}_{k}.json")
+            scales = os.path.join(tmp, f"s{i}_{k}.json")
             r = run([a.qroar, "search", "--model", model, "--ctx", str(ctx), "--quant", quant, "-o", scales, "--json",
                      "-q"] + rope + dev + flags)
             p = run(base + ["--quant", quant, "--scales", scales])
