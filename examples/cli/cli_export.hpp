@@ -55,7 +55,9 @@ inline std::optional<qroar::spm_vocabulary> vocabulary_for(const model_options& 
       if (fs::exists(p)) path = p.string();
     } else {
       const auto dir = fs::path(o.model_path).parent_path();
-      for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(m.config.vocab_size) + ".bin"}) {
+      // As load_tokenizer looks for a llama2.c checkpoint's tokenizer (tokenizer.model needs libsentencepiece).
+      for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(m.config.vocab_size) + ".bin",
+                               std::string("tokenizer.model")}) {
         const auto p = (dir.empty() ? fs::path(".") : dir) / name;
         if (fs::exists(p)) {
           path = p.string();

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "export_testing.hpp"
 #include "shared_data.hpp"
@@ -261,11 +262,8 @@ TEST_CASE("write_gguf_model: RoPE scaling keys") {
     CHECK(back.config.rope.factor == 4.0);
     CHECK(back.config.original_ctx == 512);
   }
-  SUBCASE("yarn-ggml keeps every parameter") {
+  SUBCASE("yarn-ggml keeps the parameters llama.cpp reads; context_length is s x L0") {
     m.config.rope = qroar::rope_scaling::yarn_ggml(8.0, 512);
-    m.config.rope.beta_fast = 16.0;
-    m.config.rope.beta_slow = 2.0;
-    m.config.rope.ext_factor = 0.5;
     m.config.rope.attn_factor = 1.25;
     qroar::write_gguf_model(m, dir.file("y.gguf"));
     const auto back = qroar::load_gguf_model(dir.file("y.gguf"));
@@ -273,10 +271,48 @@ TEST_CASE("write_gguf_model: RoPE scaling keys") {
     CHECK(r.type == qroar::rope_type::yarn_ggml);
     CHECK(r.factor == 8.0);
     CHECK(r.original_ctx == 512);
-    CHECK(r.beta_fast == 16.0);
-    CHECK(r.beta_slow == 2.0);
-    CHECK(r.ext_factor == 0.5);
+    CHECK(r.beta_fast == 32.0);
+    CHECK(r.beta_slow == 1.0);
+    CHECK(r.ext_factor == 1.0);
     CHECK(r.attn_factor == 1.25);
+    CHECK(qroar::gguf_file::open(dir.file("y.gguf")).get_int("llama.context_length") == 8 * 512);
+  }
+  SUBCASE("yarn-ggml betas or ext_factor llama.cpp would ignore are refused, naming them") {
+    for (const auto& [name, set] : std::vector<std::pair<std::string, std::function<void(qroar::rope_scaling&)>>>{
+             {"beta_fast", [](qroar::rope_scaling& r) { r.beta_fast = 16.0; }},
+             {"beta_slow", [](qroar::rope_scaling& r) { r.beta_slow = 2.0; }},
+             {"ext_factor", [](qroar::rope_scaling& r) { r.ext_factor = 0.5; }}}) {
+      m.config.rope = qroar::rope_scaling::yarn_ggml(8.0, 512);
+      set(m.config.rope);
+      try {
+        qroar::write_gguf_model(m, dir.file("n.gguf"));
+        FAIL("written: " << name);
+      } catch (const qroar::unsupported& e) {
+        CHECK(std::string(e.what()).find(name) != std::string::npos);
+      }
+      CHECK_FALSE(std::filesystem::exists(dir.file("n.gguf")));
+    }
+  }
+  SUBCASE("ntk is recorded as llama.cpp's freq_base and read back as ntk") {
+    m.config.rope = qroar::rope_scaling::ntk(4.0);
+    m.config.rope.original_ctx = 512;
+    qroar::write_gguf_model(m, dir.file("ntk.gguf"));
+    const auto f = qroar::gguf_file::open(dir.file("ntk.gguf"));
+    // b' = b * s^(d/(d-2)) with d = 8 rotary dims: 10000 * 4^(4/3), as a float.
+    CHECK(f.get_float("llama.rope.freq_base") == static_cast<float>(10000.0 * std::pow(4.0, 8.0 / 6.0)));
+    CHECK(f.get_int("llama.context_length") == 4 * 512);
+    CHECK_FALSE(f.contains("llama.rope.scaling.type"));
+    const auto back = qroar::llama_model_from_gguf(f);
+    CHECK(back.config.rope.type == qroar::rope_type::ntk);
+    CHECK(back.config.rope.factor == 4.0);
+    CHECK(back.config.rope_theta == m.config.rope_theta);
+    CHECK(back.config.original_ctx == 512);
+    // A freq_base edited after qroar wrote the keys: the file means two things, refused.
+    const auto source = qroar::gguf_file::open(dir.file("ntk.gguf"));
+    auto w = qroar::gguf_writer::from(source);
+    w.set("llama.rope.freq_base", qroar::gguf_value::f32(500000.0f));
+    w.write(dir.file("ntk-edited.gguf"), {dir.file("ntk.gguf")});
+    CHECK_THROWS_AS(qroar::load_gguf_model(dir.file("ntk-edited.gguf")), qroar::format_error);
   }
   SUBCASE("HF yarn with its defaults is written as GGUF yarn") {
     m.config.rope = qroar::rope_scaling::yarn(4.0, 512);
@@ -288,7 +324,7 @@ TEST_CASE("write_gguf_model: RoPE scaling keys") {
     CHECK(back.config.rope.attn_factor == 1.0);
   }
   SUBCASE("scalings GGUF cannot hold are refused before anything is written") {
-    for (auto r : {qroar::rope_scaling::ntk(4.0), qroar::rope_scaling::llama3(8.0, 512)}) {
+    for (auto r : {qroar::rope_scaling::dynamic(4.0, 512), qroar::rope_scaling::llama3(8.0, 512)}) {
       m.config.rope = r;
       CHECK_THROWS_AS(qroar::write_gguf_model(m, dir.file("n.gguf")), qroar::unsupported);
       CHECK_FALSE(std::filesystem::exists(dir.file("n.gguf")));

@@ -848,6 +848,13 @@ class gguf_writer {
     return true;
   }
   std::size_t tensor_count() const noexcept { return tensors_.size(); }
+  // Name and type of every tensor, in file order.
+  std::vector<std::pair<std::string, ggml_type>> tensor_types() const {
+    std::vector<std::pair<std::string, ggml_type>> out;
+    out.reserve(tensors_.size());
+    for (const auto& t : tensors_) out.emplace_back(t.name, t.type);
+    return out;
+  }
 
   // The header (magic through the padding before the data section) as it will be written.
   std::vector<std::uint8_t> header() const {

@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -52,14 +54,32 @@ inline int positive_int(const gguf_file& f, const std::string& key, std::int64_t
 }  // namespace gguf_model_io
 }  // namespace detail
 
+// The YaRN parameters llama.cpp uses for architecture llama whatever the file says (llama-context.cpp: ext_factor 1
+// under YaRN, beta_fast 32, beta_slow 1; its llama loader does not read rope.scaling.yarn_* keys).
+inline constexpr double llamacpp_yarn_beta_fast = 32.0;
+inline constexpr double llamacpp_yarn_beta_slow = 1.0;
+inline constexpr double llamacpp_yarn_ext_factor = 1.0;
+
+// qroar's own keys for a scaling llama.cpp runs through other keys (static NTK as llama.rope.freq_base).
+inline constexpr const char* gguf_key_qroar_scaling_type = "qroar.rope.scaling.type";
+inline constexpr const char* gguf_key_qroar_scaling_factor = "qroar.rope.scaling.factor";
+inline constexpr const char* gguf_key_qroar_freq_base_original = "qroar.rope.freq_base_original";
+
+// The llama.rope.freq_base llama.cpp runs static NTK-aware scaling with: b' = b * s^(d/(d-2)), d the rotary
+// dimensions (bloc97; FORMULAS 2.2; the "ntk" case of rope_vectors.json), rounded to float as GGUF stores it.
+inline float gguf_ntk_freq_base(double base, double factor, int rotary_dims) {
+  return static_cast<float>(base * std::pow(factor, static_cast<double>(rotary_dims) / (rotary_dims - 2)));
+}
+
 // The llama_config of an open GGUF file, from its metadata and tensor infos only (no tensor data is read). Keys
 // read ({a} = general.architecture, which must be "llama"):
 //   {a}.embedding_length, feed_forward_length, block_count, attention.head_count, attention.head_count_kv
 //   (default head_count), attention.key_length (default dim / heads), rope.dimension_count (default head_dim),
 //   rope.freq_base (default 10000, as llama.cpp), attention.layer_norm_rms_epsilon (default 1e-5),
 //   context_length (max_position_embeddings; also L0 unless overridden), rope.scaling.type / factor /
-//   original_context_length / attn_factor (none, linear, yarn -> qroar's yarn-ggml semantics), or the older
-//   rope.scale_linear. vocab_size is the row count of token_embd.weight (checked against {a}.vocab_size);
+//   original_context_length / attn_factor (none, linear, yarn -> qroar's yarn-ggml semantics with llama.cpp's betas
+//   and ext_factor, which it does not read from a llama file), or the older rope.scale_linear; static NTK from
+//   qroar's keys (set_gguf_rope_scaling: rope_theta the original base, checked against rope.freq_base). vocab_size is the row count of token_embd.weight (checked against {a}.vocab_size);
 //   tied_embeddings is true when output.weight is absent (llama_model_from_gguf also ties a bit-identical copy).
 // Errors: unsupported (another architecture, a rope_freqs tensor, an unknown scaling type), format_error (missing
 // keys or token_embd.weight; metadata values no model may have: an inconsistent geometry, a bad RoPE scaling).
@@ -88,6 +108,30 @@ inline llama_config llama_config_from_gguf(const gguf_file& f, const gguf_load_o
   const int scaling_l0 = scaling_l0_key > 0 && scaling_l0_key <= 0x7fffffffLL ? static_cast<int>(scaling_l0_key) : 0;
   c.original_ctx = options.original_ctx > 0 ? options.original_ctx : scaling_l0 > 0 ? scaling_l0 : context;
 
+  // Static NTK recorded by qroar: llama.cpp runs the scaled freq_base; qroar reads the scheme back from its own keys.
+  const std::string qroar_type = f.get_string(gguf_key_qroar_scaling_type, "");
+  if (!qroar_type.empty()) {
+    if (qroar_type != "ntk")
+      throw unsupported(f.path() + ": " + gguf_key_qroar_scaling_type + " '" + qroar_type + "' is not supported (ntk is)");
+    const double s = f.get_float(gguf_key_qroar_scaling_factor, 0.0);
+    const double b = f.get_float(gguf_key_qroar_freq_base_original, 0.0);
+    if (!(s > 0.0) || !std::isfinite(s) || !(b > 0.0) || !std::isfinite(b) || n_rot <= 2)
+      throw format_error(f.path(), gguf_key_qroar_scaling_factor, 0,
+                         "qroar NTK keys need a positive factor and original base, and rope.dimension_count > 2");
+    if (static_cast<float>(c.rope_theta) != gguf_ntk_freq_base(b, s, n_rot))
+      throw format_error(f.path(), a + "rope.freq_base", 0,
+                         "= " + std::to_string(c.rope_theta) + " is not the NTK base " + std::to_string(b) + " * " +
+                             std::to_string(s) + "^(d/(d-2)) that " + gguf_key_qroar_freq_base_original +
+                             " and " + gguf_key_qroar_scaling_factor + " describe: the file means one thing to "
+                             "llama.cpp and another to qroar");
+    if ((f.contains(a + "rope.scaling.type") && f.get_string(a + "rope.scaling.type", "none") != "none") ||
+        f.contains(a + "rope.scale_linear"))
+      throw format_error(f.path(), a + "rope.scaling.type", 0, "is set together with qroar's NTK keys");
+    c.rope_theta = b;
+    c.rope = rope_scaling::ntk(s);
+    c.rope.original_ctx = c.original_ctx;
+    c.rope.max_position_embeddings = context;
+  }
   std::string type = f.get_string(a + "rope.scaling.type", "none");
   double factor = f.get_float(a + "rope.scaling.factor", 0.0);
   if (f.contains(a + "rope.scale_linear") && !f.contains(a + "rope.scaling.type")) {
@@ -100,9 +144,11 @@ inline llama_config llama_config_from_gguf(const gguf_file& f, const gguf_load_o
   } else if (type == "yarn") {
     c.rope = rope_scaling::yarn_ggml(factor > 0.0 ? factor : 1.0, c.original_ctx);
     c.rope.attn_factor = f.get_float(a + "rope.scaling.attn_factor", 1.0);
-    c.rope.beta_fast = f.get_float(a + "rope.scaling.yarn_beta_fast", 32.0);
-    c.rope.beta_slow = f.get_float(a + "rope.scaling.yarn_beta_slow", 1.0);
-    c.rope.ext_factor = f.get_float(a + "rope.scaling.yarn_ext_factor", 1.0);
+    // llama.cpp reads no rope.scaling.yarn_* key for architecture llama: it runs betas 32 / 1 and ext_factor 1
+    // whatever the file says, and so does qroar (older qroar versions wrote those keys).
+    c.rope.beta_fast = llamacpp_yarn_beta_fast;
+    c.rope.beta_slow = llamacpp_yarn_beta_slow;
+    c.rope.ext_factor = llamacpp_yarn_ext_factor;
   } else if (type != "none" && type != "linear") {
     throw unsupported(f.path() + ": rope.scaling.type '" + type + "' is not supported (none, linear, yarn are)");
   }
@@ -267,11 +313,34 @@ inline std::uint32_t file_type_of(ggml_type t) {
     case ggml_type::q8_0: return 7;
     case ggml_type::q5_0: return 8;
     case ggml_type::q5_1: return 9;
+    case ggml_type::q2_k: return 10;
+    case ggml_type::q3_k: return 12;  // Q3_K_M
     case ggml_type::q4_k: return 14;  // Q4_K_S: every tensor q4_K
     case ggml_type::q5_k: return 16;  // Q5_K_S
     case ggml_type::q6_k: return 18;
     case ggml_type::bf16: return 32;
     default: return 0;
+  }
+}
+
+// The main tensor type of a llama_ftype (the K-quant mixes _S/_M/_L by their base type), or nothing for a value
+// qroar does not know.
+inline std::optional<ggml_type> main_type_of_file_type(std::uint32_t ftype) {
+  switch (ftype) {
+    case 0: return ggml_type::f32;
+    case 1: return ggml_type::f16;
+    case 2: return ggml_type::q4_0;
+    case 3: return ggml_type::q4_1;
+    case 7: return ggml_type::q8_0;
+    case 8: return ggml_type::q5_0;
+    case 9: return ggml_type::q5_1;
+    case 10: case 21: return ggml_type::q2_k;
+    case 11: case 12: case 13: return ggml_type::q3_k;
+    case 14: case 15: return ggml_type::q4_k;
+    case 16: case 17: return ggml_type::q5_k;
+    case 18: return ggml_type::q6_k;
+    case 32: return ggml_type::bf16;
+    default: return std::nullopt;
   }
 }
 
@@ -282,56 +351,119 @@ inline bool starts_with(const std::string& s, const std::string& prefix) {
 }  // namespace gguf_export
 }  // namespace detail
 
-// Writes the llama.rope.scaling.* keys of `config.rope` into `w`, removing any older ones first. GGUF (llama.cpp)
-// knows three scalings:
-//   none        no keys
-//   linear      rope.scaling.type "linear", rope.scaling.factor s
-//   yarn-ggml   rope.scaling.type "yarn", factor, original_context_length L0, attn_factor, yarn_ext_factor,
-//               yarn_beta_fast, yarn_beta_slow
-//   yarn (HF)   written as GGUF yarn when it has HF's defaults (truncate, no attention_factor / mscale /
-//               mscale_all_dim / correction_ctx): then both semantics give the same frequencies and the attention
-//               factor 0.1 ln s + 1 (FORMULAS 2.5-2.6); it reads back as yarn-ggml
-// Linear also records original_context_length. Throws unsupported for any other scaling (ntk, dynamic, llama3,
-// longrope, non-default HF yarn): llama.cpp has no key for them.
+// Sets general.file_type to describe the tensors `w` holds. The type llama.cpp would guess for the file (its model
+// loader counts the tensors of each type and takes the most frequent one, the first to reach the maximum in file
+// order) decides: the file's current value is kept when its main type is that type (so a Q4_K_M mix stays
+// Q4_K_M), otherwise it becomes file_type_of(that type). No tensors, or no general.file_type and not
+// `add_when_missing`: nothing is changed (llama.cpp then guesses the very same type).
+inline void set_gguf_file_type(gguf_writer& w, bool add_when_missing = true) {
+  const auto tensors = w.tensor_types();
+  if (tensors.empty()) return;
+  std::vector<std::pair<ggml_type, int>> counts;
+  ggml_type most = tensors.front().second;
+  int most_count = 0;
+  for (const auto& t : tensors) {
+    auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == t.second; });
+    if (it == counts.end()) it = counts.insert(counts.end(), {t.second, 0});
+    if (++it->second > most_count) {
+      most_count = it->second;
+      most = t.second;
+    }
+  }
+  if (const gguf_value* v = w.find("general.file_type")) {
+    if (v->type() == gguf_type::uint32 || v->type() == gguf_type::int32) {
+      const auto main = detail::gguf_export::main_type_of_file_type(static_cast<std::uint32_t>(v->raw_bits()));
+      if (main && *main == most) return;
+    }
+  } else if (!add_when_missing) {
+    return;
+  }
+  w.set("general.file_type", gguf_value::u32(detail::gguf_export::file_type_of(most)));
+}
+
+// Writes the RoPE keys of `config` into `w` so that llama.cpp, run with no flags, uses exactly the scaling qroar
+// reads back (removing any older llama.rope.scaling.* / rope.scale_linear / qroar.rope.* keys first):
+//   none        no scaling keys
+//   linear      rope.scaling.type "linear", factor s, original_context_length L0
+//   yarn-ggml   rope.scaling.type "yarn", factor s, original_context_length L0, attn_factor; beta_fast, beta_slow
+//               and ext_factor must be llama.cpp's 32 / 1 / 1 (it reads no key for them under architecture llama)
+//   yarn (HF)   as yarn-ggml when it has HF's defaults (truncate, no attention_factor / mscale / mscale_all_dim /
+//               correction_ctx, betas 32 / 1): both semantics then give the same frequencies and attention factor
+//               0.1 ln s + 1 (FORMULAS 2.5-2.6); it reads back as yarn-ggml
+//   ntk         rope.freq_base = b * s^(d/(d-2)) (what llama.cpp deploys static NTK as), and qroar's own keys
+//               qroar.rope.scaling.type "ntk", qroar.rope.scaling.factor s, qroar.rope.freq_base_original b, plus
+//               original_context_length L0, so qroar reads the scheme back
+// Also writes llama.rope.freq_base (b, or b' for ntk) and llama.context_length: L0 without scaling, round(s * L0)
+// with one (the context the file is meant to run at: llama.cpp warns past it and uses it as its default context).
+// Throws unsupported for any other scaling (dynamic, llama3, longrope, non-default HF yarn, yarn-ggml with other
+// betas or ext_factor), naming what llama.cpp cannot represent.
 inline void set_gguf_rope_scaling(gguf_writer& w, const llama_config& c) {
-  std::vector<std::string> stale;
-  for (const auto& kv : w.metadata())
-    if (detail::gguf_export::starts_with(kv.first, "llama.rope.scaling.") || kv.first == "llama.rope.scale_linear")
-      stale.push_back(kv.first);
-  for (const auto& k : stale) w.remove(k);
   const rope_scaling& r = c.rope;
-  if (r.type == rope_type::none) return;
-  const int l0 = r.original_ctx > 0 ? r.original_ctx : c.original_ctx;
-  auto u32 = [](int v) { return gguf_value::u32(static_cast<std::uint32_t>(v)); };
-  auto f32 = [](double v) { return gguf_value::f32(static_cast<float>(v)); };
   const bool hf_yarn_default = r.type == rope_type::yarn && r.truncate && !r.attention_factor && r.mscale == 0.0 &&
                                r.mscale_all_dim == 0.0 && r.correction_ctx == 0;
+  if (r.type == rope_type::yarn_ggml || hf_yarn_default) {
+    auto num = [](double v) {
+      std::ostringstream o;
+      o << v;
+      return o.str();
+    };
+    std::string ignored;
+    if (r.beta_fast != llamacpp_yarn_beta_fast) ignored += " beta_fast " + num(r.beta_fast) + " (it uses 32);";
+    if (r.beta_slow != llamacpp_yarn_beta_slow) ignored += " beta_slow " + num(r.beta_slow) + " (it uses 1);";
+    if (r.type == rope_type::yarn_ggml && r.ext_factor != llamacpp_yarn_ext_factor)
+      ignored += " ext_factor " + num(r.ext_factor) + " (it uses 1);";
+    if (!ignored.empty())
+      throw unsupported("GGUF cannot record this YaRN scaling: llama.cpp ignores rope.scaling.yarn_* keys for "
+                        "architecture llama, so the file would run differently there:" +
+                        ignored.substr(0, ignored.size() - 1));
+  } else if (r.type != rope_type::none && r.type != rope_type::linear && r.type != rope_type::ntk) {
+    throw unsupported(std::string("GGUF cannot record the RoPE scaling '") + to_string(r.type) +
+                      "' (llama.cpp runs linear, yarn with its default betas, and static ntk as a freq_base; HF yarn "
+                      "only with its default parameters)");
+  }
+  std::vector<std::string> stale;
+  for (const auto& kv : w.metadata())
+    if (detail::gguf_export::starts_with(kv.first, "llama.rope.scaling.") || kv.first == "llama.rope.scale_linear" ||
+        detail::gguf_export::starts_with(kv.first, "qroar.rope."))
+      stale.push_back(kv.first);
+  for (const auto& k : stale) w.remove(k);
+  const int l0 = r.original_ctx > 0 ? r.original_ctx : c.original_ctx > 0 ? c.original_ctx : c.max_position_embeddings;
+  auto u32 = [](long v) { return gguf_value::u32(static_cast<std::uint32_t>(v)); };
+  auto f32 = [](double v) { return gguf_value::f32(static_cast<float>(v)); };
+  w.set("llama.rope.freq_base", f32(c.rope_theta));
+  if (l0 > 0) {
+    const double context = r.type == rope_type::none ? l0 : std::round(r.factor * l0);
+    if (context < 1 || context > 0x7fffffff)
+      throw invalid_argument("RoPE scaling x" + std::to_string(r.factor) + " of L0 " + std::to_string(l0) +
+                             " gives no valid llama.context_length");
+    w.set("llama.context_length", u32(static_cast<long>(context)));
+  }
+  if (r.type == rope_type::none) return;
+  if (l0 > 0) w.set("llama.rope.scaling.original_context_length", u32(l0));
   if (r.type == rope_type::linear) {
     w.set("llama.rope.scaling.type", gguf_value::string("linear"));
     w.set("llama.rope.scaling.factor", f32(r.factor));
-    if (l0 > 0) w.set("llama.rope.scaling.original_context_length", u32(l0));
-  } else if (r.type == rope_type::yarn_ggml || hf_yarn_default) {
-    const bool ggml = r.type == rope_type::yarn_ggml;
+  } else if (r.type == rope_type::ntk) {
+    const int d = c.rope_geometry().rotary();
+    if (d <= 2) throw invalid_argument("RoPE scaling 'ntk' needs rotary_dim > 2 (exponent d/(d-2))");
+    w.set("llama.rope.freq_base", gguf_value::f32(gguf_ntk_freq_base(c.rope_theta, r.factor, d)));
+    w.set(gguf_key_qroar_scaling_type, gguf_value::string("ntk"));
+    w.set(gguf_key_qroar_scaling_factor, gguf_value::f64(r.factor));
+    w.set(gguf_key_qroar_freq_base_original, gguf_value::f64(c.rope_theta));
+  } else {
     w.set("llama.rope.scaling.type", gguf_value::string("yarn"));
     w.set("llama.rope.scaling.factor", f32(r.factor));
-    if (l0 > 0) w.set("llama.rope.scaling.original_context_length", u32(l0));
-    w.set("llama.rope.scaling.attn_factor", f32(ggml ? r.attn_factor : 1.0));
-    w.set("llama.rope.scaling.yarn_ext_factor", f32(ggml ? r.ext_factor : 1.0));
-    w.set("llama.rope.scaling.yarn_beta_fast", f32(r.beta_fast));
-    w.set("llama.rope.scaling.yarn_beta_slow", f32(r.beta_slow));
-  } else {
-    throw unsupported(std::string("GGUF cannot record the RoPE scaling '") + to_string(r.type) +
-                      "' (llama.cpp keys exist for linear and yarn; HF yarn only with its default parameters)");
+    w.set("llama.rope.scaling.attn_factor", f32(r.type == rope_type::yarn_ggml ? r.attn_factor : 1.0));
   }
 }
 
 // Writes `model` as a GGUF v3 file of architecture llama that llama.cpp loads:
-//   keys     general.architecture "llama", general.name, llama.{context_length (= config.original_ctx, the trained
-//            context), embedding_length, feed_forward_length, block_count, attention.head_count,
+//   keys     general.architecture "llama", general.name, llama.{context_length (the trained context L0, or s * L0
+//            under a scaling: set_gguf_rope_scaling), embedding_length, feed_forward_length, block_count, attention.head_count,
 //            attention.head_count_kv, attention.key_length / value_length (only when head_dim != dim / n_heads),
 //            rope.dimension_count, rope.freq_base, attention.layer_norm_rms_epsilon, vocab_size}, the rope scaling
-//            of set_gguf_rope_scaling, general.file_type (the storage policy's llama_ftype; kept from the source
-//            for like_source), general.quantization_version 2 when a tensor is quantized, and the tokenizer
+//            of set_gguf_rope_scaling, general.file_type (the storage policy's llama_ftype, or the source's for
+//            like_source, unless the tensors written say otherwise: set_gguf_file_type), general.quantization_version 2 when a tensor is quantized, and the tokenizer
 //   tensors  token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_down,
 //            ffn_up}, output_norm, output (when untied; also when the source stores a copy of a tied classifier);
 //            ne = {in_features, out_features}
@@ -481,8 +613,7 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
   if (!options.name.empty() || !w.find("general.name"))
     w.set("general.name", gguf_value::string(!options.name.empty() ? options.name
                                                                     : std::filesystem::path(path).stem().string()));
-  const int context = c.original_ctx > 0 ? c.original_ctx : c.max_position_embeddings > 0 ? c.max_position_embeddings : 2048;
-  w.set("llama.context_length", u32(context));
+  if (c.original_ctx <= 0 && c.max_position_embeddings <= 0) w.set("llama.context_length", u32(2048));
   w.set("llama.embedding_length", u32(c.dim));
   w.set("llama.feed_forward_length", u32(c.hidden_dim));
   w.set("llama.block_count", u32(c.n_layers));
@@ -496,7 +627,6 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
     w.remove("llama.attention.value_length");
   }
   w.set("llama.rope.dimension_count", u32(c.rope_geometry().rotary()));
-  w.set("llama.rope.freq_base", gguf_value::f32(static_cast<float>(c.rope_theta)));
   w.set("llama.attention.layer_norm_rms_epsilon", gguf_value::f32(c.norm_eps));
   w.set("llama.vocab_size", u32(c.vocab_size));
   set_gguf_rope_scaling(w, c);
@@ -507,6 +637,7 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
                                                                         : ggml_type::f32;
     w.set("general.file_type", u32(ge::file_type_of(main)));
   }
+  set_gguf_file_type(w);  // describe the tensors actually written (rows that cannot hold a block type, kept types)
   if (any_quantized) w.set("general.quantization_version", u32(2));
 
   if (options.vocabulary) {

@@ -199,8 +199,10 @@ inline void scale_row(ggml_type type, std::uint8_t* p, std::int64_t n, float g, 
 // the file comment for the formats and the range policy). Row factors come from band_row_factors on the file's
 // config (llama_config_from_gguf): row h*hd + 2j + t of W_Q gets the query factor of pair j's band for KV head
 // h / n_rep, row k*hd + 2j + t of W_K the key factor of KV head k; factor-1 rows are not touched. Every other byte
-// of the file (metadata, other tensors, padding) is copied unchanged unless options.record_scaling rewrites the
-// rope.scaling keys. The output is written atomically and validated; `in` is never modified.
+// of the file (metadata, other tensors, padding) is copied unchanged, except the RoPE keys when
+// options.record_scaling rewrites them (set_gguf_rope_scaling: scaling keys, freq_base, context_length) and a
+// general.file_type that does not describe the tensors (set_gguf_file_type). The output is written atomically and
+// validated; `in` is never modified.
 // Errors: invalid_argument (out names the same file as in; scales made for another model shape), numeric_error
 // (fp16 overflow or underflow, naming tensor, row, block and field), unsupported (a W_Q / W_K type qroar cannot
 // patch, a non-llama file), format_error (a malformed input).
@@ -276,6 +278,8 @@ inline gguf_patch_report patch_gguf_band_scales(const gguf_file& file, const ban
     if (rc.rope.type != rope_type::none) rc.rope.validate(rc.rope_geometry());
     set_gguf_rope_scaling(w, rc);
   }
+  // A general.file_type that does not describe the tensors is corrected (an absent one stays absent).
+  set_gguf_file_type(w, /*add_when_missing=*/false);
   w.write(out, {in});
   return report;
 }
