@@ -25,7 +25,7 @@ namespace qroar_cli {
 struct model_options {
   std::string model_path;
   std::string text_path, tokens_path, tokenizer_path, rope_config;
-  std::string quant, calib_path, bands = "equal:4", scales_path;
+  std::string quant, recipe, calib_path, bands = "equal:4", scales_path;
   int calib_ctx = 0, calib_windows = 4;
   int ctx = 0, stride = 0, max_windows = 0, original_ctx = 0, threads = 0, bucket = 0;
   bool json = false, quiet = false;
@@ -55,6 +55,10 @@ struct model_options {
         ->excludes(rope_type_opt);
     app.add_option("--quant", quant, "simulated quantization spec, e.g. rtn:w4:g32:sym, ggml:q4_0, "
                    "kv:k4:token:g8:post-rope, or parts joined with '+' (docs/quantization.md)");
+    app.add_option("--recipe", recipe,
+                   "llama.cpp: a ggml spec as llama.cpp's file type of that name (ggml:q4_0 -> its Q4_0 file: token_embd, "
+                   "output, attn_v, ffn_down and fallbacks as llama.cpp's quantizer chooses); ggml:q4_K_M etc. imply it")
+        ->check(CLI::IsMember({"llama.cpp"}));
     app.add_option("--scales", scales_path, "band-scales JSON (from qroar search) folded into W_Q/W_K before quantizing")
         ->check(CLI::ExistingFile);
     app.add_option("--calib", calib_path, "GPTQ calibration data: token-id file or text")->check(CLI::ExistingFile);
@@ -119,7 +123,15 @@ struct model_options {
     return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
   }
 
-  qroar::quant_spec quant_spec() const { return qroar::parse_quant_spec(quant); }
+  qroar::quant_spec quant_spec() const {
+    auto spec = qroar::parse_quant_spec(quant);
+    if (recipe == "llama.cpp") {
+      if (spec.weights.method != qroar::weight_method::ggml)
+        throw usage_error("--recipe llama.cpp needs a ggml weight spec (ggml:q4_0, ggml:q6_K, ...), got '" + quant + "'");
+      if (!spec.weights.llamacpp_recipe) spec.weights.llamacpp_recipe = qroar::llama_file_type_of(spec.weights.ggml);
+    }
+    return spec;
+  }
 
   // Band partition of the model's pairs (capped at one band per pair for equal:N).
   qroar::band_partition band_partition(const qroar::llama_model& m) const {

@@ -38,6 +38,10 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
     qroar::gguf_export_options g;
     g.storage = qroar::gguf_storage::quantized;
     g.quant_type = spec.weights.ggml;
+    if (spec.weights.llamacpp_recipe) {  // llama.cpp's per-tensor types for that file type, embeddings included
+      g.storage = qroar::gguf_storage::llamacpp_recipe;
+      g.recipe = *spec.weights.llamacpp_recipe;
+    }
     note = qroar_cli::write_model(o, model, q.out, format, g);
   } else {
     o.quantize(model, spec);  // the same RTN / GPTQ path as `eval --quant`
@@ -54,6 +58,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
     j["output"] = q.out;
     j["format"] = qroar_cli::to_string(format);
     j["quant"] = spec.text;
+    if (spec.weights.llamacpp_recipe) j["llamacpp_file_type"] = qroar::to_string(*spec.weights.llamacpp_recipe);
     j["weights"] = ggml ? "ggml blocks" : "dequantized f32";
     if (format == qroar_cli::output_format::gguf) j["tensor_types"] = counts;
     j["equivariance"] = qroar_cli::equivariance_report_json(report, probe);
@@ -83,7 +88,10 @@ const qroar_cli::registrar register_quantize{{"quantize", [](CLI::App& app, std:
       "ggml:<type> writes ggml blocks (GGUF only); rtn/gptq write the dequantized f32 weights. Re-reading the output\n"
       "with `qroar eval` gives exactly what `qroar eval --quant SPEC` simulates.\n"
       "Examples:\n"
+      "llama.cpp's file types: ggml:q4_K_M (q4_K_S, q5_K_M, q5_K_S), or --recipe llama.cpp with a single type, choose\n"
+      "per tensor the types llama.cpp's quantizer chooses (embeddings, output, attn_v, ffn_down, fallbacks).\n"
       "  qroar quantize --model stories260K.bin --quant ggml:q4_0 -o stories260K-q4_0.gguf\n"
+      "  qroar quantize --model gutenberg-3m/model-f32.gguf --quant ggml:q4_K_M -o g3m-Q4_K_M.gguf\n"
       "  qroar quantize --model gutenberg-3m/hf --quant rtn:w4:g32:sym -o g3m-rtn4\n"
       "  qroar quantize --model model.bin --quant gptq:w4:g128 --calib tokens.txt --calib-ctx 256 -o model-gptq.bin");
   o->add_to(app, false);

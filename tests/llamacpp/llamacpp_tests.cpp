@@ -88,8 +88,15 @@ struct run_result {
 };
 
 // Runs the qroar command line with `args` (each quoted), capturing stdout and stderr.
+// The qroar executable under test: this build's, or $QROAR_TEST_CLI (to run the same checks against another build,
+// e.g. one from before a fix, to see them fail).
+std::string qroar_cli() {
+  const char* env = std::getenv("QROAR_TEST_CLI");
+  return env && *env ? env : QROAR_CLI;
+}
+
 run_result run_qroar(const std::vector<std::string>& args, const fs::path& dir) {
-  std::string cmd = quote(QROAR_CLI);
+  std::string cmd = quote(qroar_cli());
   for (const auto& a : args) cmd += " " + quote(a);
   const fs::path err = dir / "stderr.txt";
   cmd += " 2>" + quote(err.string());
@@ -276,7 +283,7 @@ TEST_CASE("quantize: every ggml type qroar writes loads in llama.cpp and evaluat
   const auto dir = work_dir("quantize");
   const auto tokens = gutenberg_tokens(dir, 1024);
   const auto model = shared("data/models/gutenberg-3m/model.bin");
-  for (const std::string t : {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K"}) {
+  for (const std::string t : {"f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K"}) {
     CAPTURE(t);
     const fs::path out = dir / ("gutenberg-" + t + ".gguf");
     qroar_json({"quantize", "--model", model.string(), "--quant", "ggml:" + t, "-o", out.string()}, dir);
@@ -326,6 +333,65 @@ TEST_CASE("quantize: byte identity with llama.cpp's quantizer, tensor for tensor
     CHECK(projections >= 4 * 6);
     MESSAGE(t << ": " << compared << " tensors byte-identical, " << projections << " of them " << t);
   }
+}
+
+TEST_CASE("quantize: llama.cpp's file types as recipes, the tensors llama.cpp's quantizer writes byte for byte") {
+  const auto dir = work_dir("recipes");
+  auto& lib = llamacpp::library::open(g_lib_dir);
+  struct recipe {
+    std::string spec;       // qroar --quant
+    bool flag;              // with --recipe llama.cpp
+    std::string file_type;  // llama.cpp's name
+  };
+  const std::vector<recipe> recipes{{"ggml:q4_K_M", false, "q4_K_M"}, {"ggml:q4_K_S", false, "q4_K_S"},
+                                    {"ggml:q5_K_M", false, "q5_K_M"}, {"ggml:q5_K_S", false, "q5_K_S"},
+                                    {"ggml:q4_0", true, "q4_0"},      {"ggml:q5_1", true, "q5_1"},
+                                    {"ggml:q8_0", true, "q8_0"},      {"ggml:q6_K", true, "q6_K"}};
+  const std::vector<fs::path> models{shared("data/models/gutenberg-3m/model-f32.gguf"),
+                                     shared("data/models/stories260K/stories260K.gguf")};
+  int whole_files_identical = 0, files = 0;
+  for (const auto& model : models) {
+    for (const auto& r : recipes) {
+      CAPTURE(model.string());
+      CAPTURE(r.spec);
+      const fs::path ours = dir / (model.stem().string() + "-qroar-" + r.file_type + ".gguf");
+      const fs::path theirs = dir / (model.stem().string() + "-llamacpp-" + r.file_type + ".gguf");
+      std::vector<std::string> args{"quantize", "--model", model.string(), "--quant", r.spec, "-o", ours.string()};
+      if (r.flag) args.insert(args.end(), {"--recipe", "llama.cpp"});
+      const auto j = qroar_json(args, dir);
+      CHECK(j["llamacpp_file_type"] == r.file_type);
+      llamacpp::quantize_options o;
+      o.type = r.file_type;
+      llamacpp::quantize(lib, model.string(), theirs.string(), o);
+      const auto a = qroar::gguf_file::open(ours.string());
+      const auto b = qroar::gguf_file::open(theirs.string());
+      REQUIRE(a.tensors().size() == b.tensors().size());
+      for (const auto& tb : b.tensors()) {
+        CAPTURE(tb.name);
+        const auto* ta = a.tensor(tb.name);
+        REQUIRE(ta);
+        CHECK(qroar::to_string(ta->type) == std::string(qroar::to_string(tb.type)));
+        if (ta->type == tb.type && ta->size == tb.size)
+          CHECK(std::memcmp(a.tensor_data(*ta), b.tensor_data(tb), tb.size) == 0);
+      }
+      CHECK(a.get_int("general.file_type", -1) == b.get_int("general.file_type", -2));
+      ++files;
+      std::ifstream fa(ours, std::ios::binary), fb(theirs, std::ios::binary);
+      const std::string da((std::istreambuf_iterator<char>(fa)), {}), db((std::istreambuf_iterator<char>(fb)), {});
+      if (da == db) ++whole_files_identical;
+      CHECK_MESSAGE(da == db, "not the very file llama.cpp makes: " << ours.string() << " vs " << theirs.string());
+      // The simulation `eval --quant SPEC` applies the same recipe: equal to evaluating the written file.
+      if (model.stem() == "model-f32") {
+        const auto tokens = gutenberg_tokens(dir, 512);
+        std::vector<std::string> sim{"--quant", r.spec};
+        if (r.flag) sim.insert(sim.end(), {"--recipe", "llama.cpp"});
+        const auto simulated = qroar_eval(model, tokens, 256, 2, dir, sim);
+        const auto written = qroar_eval(ours, tokens, 256, 2, dir);
+        CHECK(simulated["mean_nll"].get<double>() == written["mean_nll"].get<double>());
+      }
+    }
+  }
+  MESSAGE(whole_files_identical << " of " << files << " recipe files byte-identical to llama.cpp's as whole files");
 }
 
 TEST_CASE("apply records a RoPE scaling llama.cpp runs with no flags: linear, yarn, ntk; context F x L0") {
@@ -411,7 +477,8 @@ TEST_CASE("apply --patch and folds onto quantized files: llama.cpp loads them, f
   };
   const std::string q = "data/models/gutenberg-3m/ggml-quantized/gutenberg-3m-";
   // These files were made by ggml's quantizer from model-f32.gguf, keeping its general.file_type 0 ("all F32").
-  const std::vector<input> inputs{{shared(q + "q4_0.gguf"), "Q4_0"},
+  const std::vector<input> inputs{{shared("data/models/gutenberg-3m/model-f32.gguf"), "all F32"},
+                                  {shared(q + "q4_0.gguf"), "Q4_0"},
                                   {shared(q + "q8_0.gguf"), "Q8_0"},
                                   {shared(q + "q4_K.gguf"), "Q4_K - Small"},
                                   {shared(q + "q5_K.gguf"), "Q5_K - Small"},

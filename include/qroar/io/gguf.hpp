@@ -848,6 +848,13 @@ class gguf_writer {
     return true;
   }
   std::size_t tensor_count() const noexcept { return tensors_.size(); }
+  // Reorders the tensors (and so their data offsets) by `less(name_a, name_b)`, stably.
+  template <class Less>
+  void sort_tensors(Less less) {
+    std::stable_sort(tensors_.begin(), tensors_.end(), [&](const entry& a, const entry& b) { return less(a.name, b.name); });
+    tensor_index_.clear();
+    for (std::size_t i = 0; i < tensors_.size(); ++i) tensor_index_.emplace(tensors_[i].name, i);
+  }
   // Name and type of every tensor, in file order.
   std::vector<std::pair<std::string, ggml_type>> tensor_types() const {
     std::vector<std::pair<std::string, ggml_type>> out;

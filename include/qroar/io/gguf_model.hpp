@@ -24,6 +24,7 @@
 #include "../error.hpp"
 #include "../model/llama_weights.hpp"
 #include "../model/qk_layout.hpp"
+#include "../quant/llamacpp_recipe.hpp"
 #include "../quant/weights.hpp"
 #include "gguf.hpp"
 #include "llama2c_tokenizer.hpp"
@@ -272,7 +273,10 @@ inline spm_vocabulary spm_vocabulary_from_llama2c(const llama2c_tokenizer& t) {
 //                rule that made ../shared's ggml-quantized files); token_embd / output f32 unless
 //                quantize_embeddings; norms f32
 //   like_source  each tensor in the type the `source` file stores under the same name (f32 for a name it lacks)
-enum class gguf_storage { f32, f16, bf16, quantized, like_source };
+// How write_gguf_model stores tensors (the table in docs/formats.md): all f32 / f16 / bf16 (norms f32), quantized
+// (linear weights in quant_type, qroar's rule), like_source (the source GGUF's types), llamacpp_recipe (the type
+// llama.cpp's quantizer gives each tensor for file type `recipe`: quant/llamacpp_recipe.hpp).
+enum class gguf_storage { f32, f16, bf16, quantized, like_source, llamacpp_recipe };
 
 inline const char* to_string(gguf_storage s) noexcept {
   switch (s) {
@@ -281,6 +285,7 @@ inline const char* to_string(gguf_storage s) noexcept {
     case gguf_storage::bf16: return "bf16";
     case gguf_storage::quantized: return "quantized";
     case gguf_storage::like_source: return "like_source";
+    case gguf_storage::llamacpp_recipe: return "llamacpp_recipe";
   }
   return "?";
 }
@@ -289,6 +294,7 @@ struct gguf_export_options {
   gguf_storage storage = gguf_storage::f32;
   ggml_type quant_type = ggml_type::q8_0;  // storage quantized: the type requested for the linear weights
   bool quantize_embeddings = false;        // storage quantized: token_embd / output in ggml_type_for_row too
+  llama_file_type recipe = llama_file_type::q4_k_m;  // storage llamacpp_recipe: the llama.cpp file type
   // A GGUF to carry over: its metadata (tokenizer.*, general.* and any other key) is kept, llama.* keys are
   // rewritten from the model, its tensor order is kept, and with like_source its tensor types are used. A tensor
   // whose type and dequantized values equal the model's is copied byte for byte (so untouched tensors of a
@@ -346,6 +352,33 @@ inline std::optional<ggml_type> main_type_of_file_type(std::uint32_t ftype) {
 
 inline bool starts_with(const std::string& s, const std::string& prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// The layout llama.cpp's quantizer gives a file it writes from the GGUF `src` (llama-quant.cpp): the source's
+// metadata in its order, without keys the source lacks, then general.quantization_version and general.file_type
+// moved to the end; tensors ordered by layer (tensors outside blk.N first), by name within a layer (the name order of
+// llama.cpp's model loader). With the recipe's tensor bytes this reproduces llama.cpp's file byte for byte.
+inline void llamacpp_file_layout(gguf_writer& w, const gguf_file& src) {
+  std::vector<std::string> added;
+  for (const auto& kv : w.metadata())
+    if (!src.contains(kv.first) && kv.first != "general.quantization_version" && kv.first != "general.file_type")
+      added.push_back(kv.first);
+  for (const auto& k : added) w.remove(k);
+  for (const char* key : {"general.quantization_version", "general.file_type"}) {
+    if (const gguf_value* v = w.find(key)) {
+      const gguf_value keep = *v;
+      w.remove(key);
+      w.set(key, keep);
+    }
+  }
+  auto layer_of = [](const std::string& name) -> long {
+    if (name.compare(0, 4, "blk.") != 0) return -1;
+    return std::strtol(name.c_str() + 4, nullptr, 10);
+  };
+  w.sort_tensors([&](const std::string& a, const std::string& b) {
+    const long la = layer_of(a), lb = layer_of(b);
+    return la != lb ? la < lb : a < b;
+  });
 }
 
 }  // namespace gguf_export
@@ -496,6 +529,10 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
   std::vector<std::string> produced;
   bool any_quantized = false;
 
+  // llama.cpp's recipes tell a tied model (no output.weight in the file) from an untied one.
+  const bool writes_output = model.output.size() > 0 || (src && src->tensor("output.weight"));
+  const int gqa = c.n_kv_heads > 0 ? c.n_heads / c.n_kv_heads : 1;
+  if (options.storage == gguf_storage::llamacpp_recipe) llama_file_type_default(options.recipe);  // validates it
   // The storage type of one tensor (2-D `linear` weights, 2-D embeddings, 1-D norms).
   enum class kind { linear, embedding, norm };
   auto type_for = [&](const std::string& name, kind k, std::int64_t ne0) -> ggml_type {
@@ -507,6 +544,25 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
         if (k == kind::linear || (k == kind::embedding && options.quantize_embeddings))
           return ggml_type_for_row(options.quant_type, ne0);
         return ggml_type::f32;
+      case gguf_storage::llamacpp_recipe: {
+        if (k == kind::norm) return ggml_type::f32;
+        if (name == "token_embd.weight" || name == "output.weight")
+          return llamacpp_recipe_type(options.recipe, name == "output.weight" ? recipe_role::output
+                                                                              : recipe_role::token_embedding,
+                                      0, c.n_layers, gqa, ne0, !writes_output);
+        // blk.N.<role>.weight
+        const auto dot = name.find('.', 4);
+        const int layer = std::stoi(name.substr(4, dot - 4));
+        const std::string role = name.substr(dot + 1);
+        const recipe_role r = role == "attn_q.weight"        ? recipe_role::attn_q
+                              : role == "attn_k.weight"      ? recipe_role::attn_k
+                              : role == "attn_v.weight"      ? recipe_role::attn_v
+                              : role == "attn_output.weight" ? recipe_role::attn_output
+                              : role == "ffn_gate.weight"    ? recipe_role::ffn_gate
+                              : role == "ffn_down.weight"    ? recipe_role::ffn_down
+                                                             : recipe_role::ffn_up;
+        return llamacpp_recipe_type(options.recipe, r, layer, c.n_layers, gqa, ne0, !writes_output);
+      }
       case gguf_storage::like_source: {
         const gguf_tensor_info* ti = src->tensor(name);
         if (!ti) return ggml_type::f32;
@@ -630,15 +686,20 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
   w.set("llama.attention.layer_norm_rms_epsilon", gguf_value::f32(c.norm_eps));
   w.set("llama.vocab_size", u32(c.vocab_size));
   set_gguf_rope_scaling(w, c);
-  if (options.storage != gguf_storage::like_source) {
+  if (options.storage == gguf_storage::llamacpp_recipe) {
+    w.set("general.file_type", u32(static_cast<std::uint32_t>(options.recipe)));
+  } else if (options.storage != gguf_storage::like_source) {
     const ggml_type main = options.storage == gguf_storage::f16    ? ggml_type::f16
                            : options.storage == gguf_storage::bf16 ? ggml_type::bf16
                            : options.storage == gguf_storage::quantized ? options.quant_type
                                                                         : ggml_type::f32;
     w.set("general.file_type", u32(ge::file_type_of(main)));
   }
-  set_gguf_file_type(w);  // describe the tensors actually written (rows that cannot hold a block type, kept types)
+  // Describe the tensors actually written (rows that cannot hold a block type, kept types); a llama.cpp recipe
+  // keeps its file type whatever the fallbacks, as llama.cpp's quantizer does.
+  if (options.storage != gguf_storage::llamacpp_recipe) set_gguf_file_type(w);
   if (any_quantized) w.set("general.quantization_version", u32(2));
+  if (options.storage == gguf_storage::llamacpp_recipe && src) detail::gguf_export::llamacpp_file_layout(w, *src);
 
   if (options.vocabulary) {
     const spm_vocabulary& v = *options.vocabulary;

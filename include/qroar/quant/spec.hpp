@@ -7,6 +7,7 @@
 
 #include "../error.hpp"
 #include "ggml_types.hpp"
+#include "llamacpp_recipe.hpp"
 
 namespace qroar {
 inline namespace v0 {
@@ -15,6 +16,7 @@ inline namespace v0 {
 //   weights  rtn:w<bits>:(g<N>|channel|tensor)[:sym|:asym][:clip][:fp16]   e.g. rtn:w4:g32:sym
 //            gptq:w<bits>[:g<N>][:sym|:asym][:act-order][:damp<x>]         e.g. gptq:w4:g128
 //            ggml:<type>                                                    e.g. ggml:q4_0, ggml:q4_K
+//            ggml:<llama.cpp mix>     q4_K_S q4_K_M q5_K_S q5_K_M: llama.cpp's per-tensor recipe
 //   kv cache kv:k<b>v<b>|k<b>|v<b>:(token|channel):g<N>[:pre-rope|:post-rope][:asym]
 //                                                                           e.g. kv:k4v4:token:g32:post-rope
 //   q/k activations  act:q<b>k<b>|q<b>|k<b>:token:g<N>[:pre-rope|:post-rope][:asym]  e.g. act:q8k8:token:g32
@@ -36,6 +38,10 @@ struct weight_quant_spec {
   bool act_order = false;    // GPTQ: process columns by decreasing Hessian diagonal
   double damp = 0.01;        // GPTQ: dampening as a fraction of the mean Hessian diagonal
   ggml_type ggml = ggml_type::f32;
+  // ggml: llama.cpp's whole-model recipe for this file type (ggml:q4_K_M, or a single-type spec with --recipe
+  // llama.cpp): per-tensor types as llama.cpp's quantizer chooses them, embeddings and output included
+  // (quant/llamacpp_recipe.hpp). Unset: every linear weight in `ggml` (qroar's rule), embeddings in f32.
+  std::optional<llama_file_type> llamacpp_recipe;
 };
 
 enum class kv_granularity { token, channel };
@@ -207,7 +213,15 @@ inline quant_spec parse_quant_spec(const std::string& spec) {
       try {
         t = ggml_type_from_string(f[1]);
       } catch (const invalid_argument&) {
-        throw invalid_argument("quant spec '" + spec + "': unknown ggml type '" + f[1] + "'");
+        // llama.cpp's mixed file types (q4_K_M, q4_K_S, q5_K_M, q5_K_S) are recipes over their base type.
+        bool mix = false;
+        for (const auto& e : detail::llama_file_type_names)
+          if (f[1] == e.name && ggml_traits(e.default_type).block_size > 1) {
+            t = e.default_type;
+            q.weights.llamacpp_recipe = e.type;
+            mix = true;
+          }
+        if (!mix) throw invalid_argument("quant spec '" + spec + "': unknown ggml type '" + f[1] + "'");
       }
       const auto& tr = ggml_traits(t);
       if (!tr.supported || t == ggml_type::f32)
