@@ -396,7 +396,7 @@ TEST_CASE("quantize: llama.cpp's file types as recipes, the tensors llama.cpp's 
 
 TEST_CASE("apply records a RoPE scaling llama.cpp runs with no flags: linear, yarn, ntk; context F x L0") {
   const auto dir = work_dir("record");
-  const auto model = shared("data/models/gutenberg-3m/model.bin");
+  const auto model = shared("data/models/gutenberg-3m/model-f32.gguf");
   const auto tokens = gutenberg_tokens(dir, 2048);
   const auto scales = gutenberg_scales(dir);
   struct setting {
@@ -449,7 +449,7 @@ TEST_CASE("a llama file with yarn_beta keys means the same to qroar and llama.cp
   const auto dir = work_dir("yarn_keys");
   const auto tokens = gutenberg_tokens(dir, 1024);
   const fs::path plain = dir / "yarn.gguf", keyed = dir / "yarn-keys.gguf";
-  qroar_json({"apply", "--model", shared("data/models/gutenberg-3m/model.bin").string(), "--scales",
+  qroar_json({"apply", "--model", shared("data/models/gutenberg-3m/model-f32.gguf").string(), "--scales",
               gutenberg_scales(dir).string(), "-o", plain.string(), "--rope", "yarn-ggml", "--factor", "4"},
              dir);
   {  // the keys older qroar versions wrote (and other converters may): llama.cpp ignores them for llama
