@@ -108,6 +108,13 @@ struct rope_options {
   }
 };
 
+// JSON text that cannot fail: invalid UTF-8 (a non-UTF-8 path, a byte-fallback token piece) becomes U+FFFD instead
+// of a nlohmann type_error after the work is done.
+template <class Json>
+std::string json_text(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
 // Registry of subcommands: each cmd_*.cpp registers itself with a static `registrar`.
 struct command {
   std::string name;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cli_common.hpp"
+#include "cli_outputs.hpp"
 #include "progress.hpp"
 
 #include <fstream>
@@ -67,6 +68,11 @@ struct model_options {
     app.add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
     app.add_flag("--json", json, "print one JSON object on stdout");
     app.add_flag("--quiet,-q", quiet, "no progress bars");
+  }
+
+  // Every input path of the option group (empty ones included; declare_inputs skips them).
+  std::vector<std::string> input_paths() const {
+    return {model_path, text_path, tokens_path, tokenizer_path, rope_config, calib_path, scales_path};
   }
 
   // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K.

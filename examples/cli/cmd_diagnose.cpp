@@ -41,6 +41,8 @@ nlohmann::ordered_json diagnostics_json(const qroar::band_diagnostics& d) {
 }
 
 int run_diagnose(const diagnose_options& o) {
+  qroar_cli::declare_inputs(o.model.input_paths());
+  qroar_cli::prepare_report_folder(o.report);
   const auto fp = o.model.load_model();
   const auto scaling = o.model.scaling(fp);
   const auto stream = o.model.token_stream(fp);
@@ -116,7 +118,7 @@ int run_diagnose(const diagnose_options& o) {
     j["logit_error"] = {{"distance_bucket_start", err.bucket_start}, {"rms", le}};
     j["attention_output_error"] = err.attention_error;
     j["equivariance"] = {{"symmetric_is_noop", eq.symmetric_is_noop()}, {"summary", eq.summary()}};
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("diagnose {}: RoPE {} x{}, ctx {} (trained {}), quantization '{}', {} bands\n", o.model.model_path,

@@ -45,7 +45,7 @@ int run_generate(const generate_options& o) {
     pending = {next};
   }
   if (o.model.json) {
-    std::cout << nlohmann::json{{"prompt", o.prompt}, {"text", out}}.dump() << "\n";
+    std::cout << qroar_cli::json_text(nlohmann::json{{"prompt", o.prompt}, {"text", out}}) << "\n";
   } else {
     std::cout << out << "\n";
   }

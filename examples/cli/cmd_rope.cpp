@@ -48,7 +48,7 @@ int run_rope(const rope_command_options& o) {
                     {"name", b.name}});
     }
     j["bands"] = jb;
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("RoPE {}: head_dim {}, rotary_dim {}, theta {}, factor {}, original ctx {}\n", qroar::to_string(sc.type),

@@ -77,6 +77,11 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
 }
 
 int run_search(const search_command_options& o) {
+  qroar_cli::declare_inputs(o.model.input_paths());
+  qroar_cli::declare_inputs(o.dev);
+  qroar_cli::declare_inputs(o.validation);
+  if (!o.output.empty()) qroar_cli::check_output_file(o.output);  // before the work, not after it
+  qroar_cli::prepare_report_folder(o.report);
   const auto model = o.model.load_model();
   qroar::search_options so;
   so.scaling = o.model.scaling(model);
@@ -140,7 +145,15 @@ int run_search(const search_command_options& o) {
       prov["final_objective"] = nullptr;
       prov["skipped"] = r.message;
     }
-    qroar::write_band_scales(o.output, r.scales, model.config, prov);
+    try {
+      qroar_cli::check_output_file(o.output);
+      qroar::write_band_scales(o.output, r.scales, model.config, prov);
+    } catch (const std::exception& e) {  // the search is done: its result goes to stdout rather than being lost
+      std::cout << qroar_cli::json_text(qroar::band_scales_to_json(r.scales, model.config, prov), 2) << "\n";
+      std::cout.flush();
+      fmt::print(stderr, "qroar: error: {} (the scales are printed on stdout instead)\n", e.what());
+      return qroar_cli::exit_failure;
+    }
   }
   if (!o.report.empty() && !r.skipped) {  // --report DIR: the chosen scales and the search result
     qroar_cli::write_plot(o.report, "scales_query", qroar_cli::scales_heatmap(r.scales, false));
@@ -160,7 +173,7 @@ int run_search(const search_command_options& o) {
     qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, secs));
   }
   if (o.model.json) {
-    std::cout << result_json(r, model, o, so.scaling, secs).dump() << "\n";
+    std::cout << qroar_cli::json_text(result_json(r, model, o, so.scaling, secs)) << "\n";
     return 0;
   }
   fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n", o.variant,

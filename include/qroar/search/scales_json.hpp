@@ -141,7 +141,7 @@ inline band_scales read_band_scales(const std::string& path, const llama_config&
 
 inline void write_band_scales(const std::string& path, const band_scales& s, const llama_config& c,
                               const nlohmann::ordered_json& provenance = {}) {
-  const std::string text = band_scales_to_json(s, c, provenance).dump(2) + "\n";
+  const std::string text = band_scales_to_json(s, c, provenance).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   atomic_file_writer w(path);
   w.write(text.data(), text.size());
   w.commit([&](const std::string& tmp) {
