@@ -96,7 +96,17 @@ struct model_options {
       } catch (const nlohmann::json::exception& e) {
         throw qroar::invalid_argument(rope_config + ": not valid JSON: " + e.what());
       }
-      if (!j.contains("rope_scaling") && !j.contains("rope_parameters")) j = nlohmann::json{{"rope_scaling", j}};
+      // a config.json (rope_scaling / rope_parameters, null meaning plain RoPE), or a bare rope_scaling object that
+      // names its type; anything else ({}, a misspelt key, "yarn", [1,2,3], null, 42) says nothing and is refused
+      if (!j.is_object())
+        throw qroar::invalid_argument(rope_config + ": --rope-config needs a JSON object (a config.json or a rope_scaling "
+                                      "object), got " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      if (!j.contains("rope_scaling") && !j.contains("rope_parameters")) {
+        if (!j.contains("rope_type") && !j.contains("type"))
+          throw qroar::invalid_argument(rope_config + ": no RoPE settings: neither 'rope_scaling' nor 'rope_parameters' "
+                                        "(a config.json) nor 'rope_type' / 'type' (a rope_scaling object)");
+        j = nlohmann::json{{"rope_scaling", j}};
+      }
       if (!j.contains("head_dim")) j["head_dim"] = m.config.head_size();
       if (!j.contains("max_position_embeddings")) j["max_position_embeddings"] = l0;
       auto s = qroar::parse_hf_rope(j, rope_config).scaling;

@@ -299,13 +299,13 @@ const qroar_cli::registrar register_demo{{"demo", [](CLI::App& app, std::functio
   app.add_option("--rope,--type", mo.rope.type, "RoPE scaling for the extension (default ntk)")
       ->check(CLI::IsMember({"linear", "ntk", "yarn", "yarn-ggml"}));
   app.add_option("--factor", mo.rope.factor, "extension factor: ctx = factor x trained context (default 4)")
-      ->check(CLI::PositiveNumber);
+      ->check(qroar_cli::finite_positive);
   app.add_option("--quant", mo.quant, "quantization spec (default kv:k3:token:g64:post-rope)");
   app.add_option("--bands", mo.bands, "band partition (default equal:4)");
   app.add_option("--variant", o->variant, "search variant: independent (default), symmetric or query_only")
       ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
-  app.add_option("--grid-min", o->grid_min, "smallest scale factor (default 0.25)")->check(CLI::PositiveNumber);
-  app.add_option("--grid-max", o->grid_max, "largest scale factor (default 4)")->check(CLI::PositiveNumber);
+  app.add_option("--grid-min", o->grid_min, "smallest scale factor (default 0.25)")->check(qroar_cli::finite_positive);
+  app.add_option("--grid-max", o->grid_max, "largest scale factor (default 4)")->check(qroar_cli::finite_positive);
   app.add_option("--grid-points", o->grid_points, "grid points (default 9)")->check(CLI::Range(1, 1000));
   app.add_option("--dev-windows", o->dev_windows, "dev windows (default 2)")->check(CLI::Range(1, 1000));
   app.add_option("--validation-windows", o->validation_windows, "validation windows (default 2)")->check(CLI::Range(1, 1000));

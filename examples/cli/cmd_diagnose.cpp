@@ -166,7 +166,7 @@ const qroar_cli::registrar register_diagnose{{"diagnose", [](CLI::App& app, std:
   app.add_option("--query-samples", o->query_samples, "query positions sampled per window")->check(CLI::Range(1, 1 << 20));
   app.add_option("--quantile", o->quantile, "TIR quantile (default 0.999)")->check(CLI::Range(0.5, 1.0));
   app.add_flag("--loss-pressure", o->loss_pressure, "also compute the loss-based Interpolation Pressure (bands+1 evaluations)");
-  app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(CLI::PositiveNumber);
+  app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(qroar_cli::finite_positive);
   app.add_option("--report", o->report, "write JSON, CSV and SVG plots (heatmaps, logit error) into this directory");
   run = [o] { return run_diagnose(*o); };
 }}};

@@ -82,7 +82,7 @@ const qroar_cli::registrar register_rope{{"rope", [](CLI::App& app, std::functio
   app.add_option("--head-dim", o->head_dim, "channels per attention head")->required()->check(CLI::PositiveNumber);
   app.add_option("--rotary-dim", o->rotary_dim, "rotated channels (partial rotary; default head_dim)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--theta,--base", o->theta, "RoPE base")->check(CLI::PositiveNumber);
+  app.add_option("--theta,--base", o->theta, "RoPE base")->check(qroar_cli::finite_positive);
   app.add_option("--original-ctx", o->original_ctx, "context the model was trained at (L0)")
       ->check(CLI::PositiveNumber);
   app.add_option("--seq-len", o->rope.seq_len, "current sequence length (dynamic, longrope)")

@@ -233,8 +233,8 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
       ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
   app.add_option("--granularity", o->granularity, "global, per_layer or per_layer_kv_head")
       ->check(CLI::IsMember({"global", "per_layer", "per_layer_kv_head"}));
-  app.add_option("--grid-min", o->grid_min, "smallest factor")->check(CLI::PositiveNumber);
-  app.add_option("--grid-max", o->grid_max, "largest factor")->check(CLI::PositiveNumber);
+  app.add_option("--grid-min", o->grid_min, "smallest factor")->check(qroar_cli::finite_positive);
+  app.add_option("--grid-max", o->grid_max, "largest factor")->check(qroar_cli::finite_positive);
   app.add_option("--grid-points", o->grid_points, "log-spaced grid points (1 is always included)")->check(CLI::Range(1, 1000));
   app.add_option("--order", o->order, "band order: pressure (descending Interpolation Pressure) or natural");
   app.add_option("--passes", o->passes, "coordinate-descent passes")->check(CLI::Range(1, 100));
@@ -248,14 +248,14 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
                  "2 more evaluations per band per step)")
       ->check(CLI::Range(0, 20));
   app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(qroar_cli::finite_non_negative);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");
   app.add_option("--guard-chunks", o->guard_chunks,
                  "L0-token chunks of each validation window in the guard set, evenly spaced (0: all, the default; 1: "
                  "the first only, cheapest)")
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("--min-improvement", o->min_improvement, "relative dev improvement a step needs")
-      ->check(CLI::NonNegativeNumber);
+      ->check(qroar_cli::finite_non_negative);
   app.add_flag("--force", o->force, "run the symmetric search even when the equivariance check says it is a no-op");
   app.add_option("-o,--output", o->output, "write the band scales JSON here");
   app.add_option("--report", o->report, "write JSON, CSV and SVG plots (chosen scales, search trace) into this directory");

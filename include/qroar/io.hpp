@@ -3,6 +3,7 @@
 // atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece and is included separately.)
 #pragma once
 
+#include "io/atomic_folder.hpp"
 #include "io/atomic_write.hpp"
 #include "io/gguf.hpp"
 #include "io/gguf_model.hpp"
@@ -15,5 +16,6 @@
 #include "io/rope_json.hpp"
 #include "io/safetensors.hpp"
 #include "io/spm_tokenizer.hpp"
+#include "io/temp_files.hpp"
 #include "io/text.hpp"
 #include "io/tokenizer.hpp"

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -65,6 +66,11 @@ inline nlohmann::ordered_json band_scales_to_json(const band_scales& s, const ll
   return j;
 }
 
+// How far a stored key factor may be from what the variant label implies (query_only: 1; symmetric: 1/query,
+// checked as |query * key - 1|): qroar writes both in full double precision (shortest round-trip form), so the
+// slack only admits hand-written files with ten significant digits.
+inline constexpr double scales_label_tolerance = 1e-9;
+
 // Parses and validates a band-scales document against a model. `where` names the file in errors.
 inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_config& c, const std::string& where) {
   auto bad = [&](const std::string& what) -> invalid_argument { return invalid_argument(where + ": " + what); };
@@ -115,6 +121,13 @@ inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_co
         if (!(q[b] > 0.0) || !(k[b] > 0.0) || !std::isfinite(q[b]) || !std::isfinite(k[b]) || q[b] > 1e4 ||
             k[b] > 1e4 || q[b] < 1e-4 || k[b] < 1e-4)
           throw bad("factors must be finite and in [1e-4, 1e4]");
+        // the label must say what the factors do: query_only leaves W_K alone, symmetric scales it by 1/g
+        if (variant == scale_variant::query_only && std::abs(k[b] - 1.0) > scales_label_tolerance)
+          throw bad("variant query_only, but unit " + std::to_string(u) + " band " + std::to_string(b) +
+                    " has key factor " + std::to_string(k[b]) + " (must be 1)");
+        if (variant == scale_variant::symmetric && std::abs(q[b] * k[b] - 1.0) > scales_label_tolerance)
+          throw bad("variant symmetric, but unit " + std::to_string(u) + " band " + std::to_string(b) + " has key factor " +
+                    std::to_string(k[b]) + ", not the reciprocal of its query factor " + std::to_string(q[b]));
         s.query[s.index(u, static_cast<int>(b))] = q[b];
         s.key[s.index(u, static_cast<int>(b))] = k[b];
       }
