@@ -312,3 +312,26 @@ TEST_CASE("outputs: write_hf_model replaces a folder whole, drops stale weights,
   CHECK(slurp(dir + "/config.json") == before);
   CHECK(temporaries_in(tmp.path().string()).empty());
 }
+
+TEST_CASE("outputs: the read-back checksum does not depend on how the bytes were written, and sees one flipped bit") {
+  std::string bytes;
+  for (int i = 0; i < 1000; ++i) bytes += static_cast<char>((i * 37 + 11) & 0xFF);
+  qroar::detail::stream_checksum whole, pieces;
+  whole.update(bytes.data(), bytes.size());
+  for (std::size_t at = 0, k = 1; at < bytes.size(); at += k, k = k % 13 + 1)
+    pieces.update(bytes.data() + at, std::min(k, bytes.size() - at));
+  CHECK(whole.value() == pieces.value());
+  std::string flipped = bytes;
+  flipped[517] = static_cast<char>(flipped[517] ^ 0x10);
+  qroar::detail::stream_checksum other;
+  other.update(flipped.data(), flipped.size());
+  CHECK(other.value() != whole.value());
+  qroar::detail::stream_checksum shorter;
+  shorter.update(bytes.data(), bytes.size() - 1);
+  CHECK(shorter.value() != whole.value());
+  temp_dir tmp;
+  write_atomically(tmp.file("f"), bytes);
+  std::uint64_t size = 0;
+  CHECK(qroar::detail::file_checksum(tmp.file("f"), &size) == whole.value());
+  CHECK(size == bytes.size());
+}

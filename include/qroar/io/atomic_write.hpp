@@ -58,6 +58,72 @@ inline std::string parent_folder(const std::string& path) {
   return p.has_parent_path() ? p.parent_path().string() : std::string(".");
 }
 
+// A running 64-bit checksum of a byte stream, independent of how the stream is cut into pieces: what
+// atomic_file_writer wrote is compared with what the file holds after fsync, before the rename.
+class stream_checksum {
+ public:
+  void update(const void* data, std::size_t n) noexcept {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (; n > 0 && fill_ != 0; --n) push(*p++);
+    for (; n >= 8; n -= 8, p += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, p, 8);
+      mix(w);
+    }
+    for (; n > 0; --n) push(*p++);
+  }
+  std::uint64_t value() const noexcept {
+    std::uint64_t h = h_ ^ (pending_ * 0xff51afd7ed558ccdULL) ^ (length_ * 0xc4ceb9fe1a85ec53ULL);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 29);
+  }
+
+ private:
+  void push(unsigned char c) noexcept {
+    pending_ |= static_cast<std::uint64_t>(c) << (8 * fill_);
+    ++length_;
+    if (++fill_ == 8) {
+      const std::uint64_t w = pending_;
+      pending_ = 0;
+      fill_ = 0;
+      length_ -= 8;
+      mix(w);
+    }
+  }
+  void mix(std::uint64_t w) noexcept {
+    length_ += 8;
+    h_ = (h_ ^ w) * 0x9E3779B97F4A7C15ULL;
+    h_ = (h_ << 31) | (h_ >> 33);
+  }
+  std::uint64_t h_ = 0x243F6A8885A308D3ULL, pending_ = 0, length_ = 0;
+  int fill_ = 0;
+};
+
+// The checksum of a whole file, read with read(2); throws io_error.
+inline std::uint64_t file_checksum(const std::string& path, std::uint64_t* size = nullptr) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw io_error(path + ": cannot re-open to verify: " + std::strerror(errno));
+  stream_checksum c;
+  std::vector<char> buf(1 << 16);
+  std::uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw io_error(path + ": cannot read back to verify: " + std::strerror(e));
+    }
+    if (n == 0) break;
+    c.update(buf.data(), static_cast<std::size_t>(n));
+    total += static_cast<std::uint64_t>(n);
+  }
+  ::close(fd);
+  if (size) *size = total;
+  return c.value();
+}
+
 }  // namespace detail
 
 // Throws unless `path` may be replaced by a new file (checked again right before every write):
@@ -105,7 +171,8 @@ inline void check_output_file(const std::string& path, const std::vector<std::st
 // XXXXXX", see temp_files.hpp: removed on SIGINT / SIGTERM / SIGHUP, and by the next write into the folder after a
 // SIGKILL), are flushed to disk, optionally verified by `verify(temp_path)` (which throws on a mismatch), and only
 // then renamed over `path` (the folder is then fsync'ed). On any failure (a write, fsync or close error such as
-// ENOSPC) the temporary file is removed, io_error is thrown and `path` is left as it was.
+// ENOSPC, or a file that reads back different from the bytes written: length and stream_checksum) the temporary
+// file is removed, io_error is thrown and `path` is left as it was.
 // Refuses (check_output_file) a destination that is not a regular file, or that is one of `inputs`.
 // The new file gets the mode of the file it replaces, else 0666 without the umask.
 class atomic_file_writer {
@@ -136,6 +203,7 @@ class atomic_file_writer {
         abandon();
         throw io_error(path_ + ": write failed: " + std::strerror(e));
       }
+      checksum_.update(p, static_cast<std::size_t>(w));
       p += w;
       n -= static_cast<std::size_t>(w);
       written_ += static_cast<std::uint64_t>(w);
@@ -162,6 +230,12 @@ class atomic_file_writer {
     const int fd = fd_;
     fd_ = -1;
     if (::close(fd) != 0) fail("close failed");
+    std::uint64_t on_disk = 0;
+    const std::uint64_t sum = detail::file_checksum(temp_, &on_disk);
+    if (on_disk != written_ || sum != checksum_.value()) {
+      errno = EIO;
+      fail("the file read back differs from what was written");
+    }
     if (verify) {
       try {
         verify(temp_);
@@ -198,6 +272,7 @@ class atomic_file_writer {
   int fd_ = -1;
   int slot_ = -1;
   std::uint64_t written_ = 0;
+  detail::stream_checksum checksum_;
 };
 
 }  // namespace v0

@@ -74,6 +74,7 @@ inline model_format detect_model_format(const std::string& path) {
 // load_hf_model, load_gguf_model and load_llama2c, plus unsupported for a file of no known format.
 inline llama_model load_model(const std::string& path, const model_load_options& options = {}) {
   namespace fs = std::filesystem;
+  const long faults_before = detail::mapping_faults.load();  // a file truncated while read: io_error, not SIGBUS
   llama_model m;
   switch (detect_model_format(path)) {
     case model_format::hf_folder: {
@@ -100,6 +101,7 @@ inline llama_model load_model(const std::string& path, const model_load_options&
     m.config.original_ctx = options.original_ctx;
     if (m.config.rope.type != rope_type::none) m.config.rope.original_ctx = options.original_ctx;
   }
+  check_no_mapping_faults(faults_before, path);
   return m;
 }
 
