@@ -11,6 +11,7 @@
 
 #include <qroar/io/load_model.hpp>
 #include <qroar/io/load_tokenizer.hpp>
+#include <qroar/io/read_file.hpp>
 #include <qroar/io/rope_json.hpp>
 #include <qroar/io/text.hpp>
 #include <qroar/io/tokenizer.hpp>
@@ -89,10 +90,10 @@ struct model_options {
   qroar::rope_scaling scaling(const qroar::llama_model& m) const {
     const int l0 = m.config.original_ctx;
     if (!rope_config.empty()) {
-      std::ifstream in(rope_config);
+      const std::string text = qroar::read_regular_file(rope_config, qroar::max_json_bytes, "RoPE config JSON");
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
       } catch (const nlohmann::json::exception& e) {
         throw qroar::invalid_argument(rope_config + ": not valid JSON: " + e.what());
       }
@@ -128,11 +129,8 @@ struct model_options {
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
     const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
-    std::ifstream in(text_path, std::ios::binary);
-    if (!in) throw qroar::io_error(text_path + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    return tok->encode(qroar::strip_gutenberg_boilerplate(qroar::read_regular_file(text_path, qroar::max_text_bytes, "text")),
+                       true);
   }
 
   qroar::quant_spec quant_spec() const { return qroar::parse_quant_spec(quant); }
@@ -148,19 +146,14 @@ struct model_options {
     return qroar::bands_from_spec(spec, inv, m.config.original_ctx);
   }
 
+  // A token-id file when every byte is a digit or whitespace (not only the first 64: a text may start with
+  // "1984 1985"), else a text.
   std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m) const {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw qroar::io_error(path + ": cannot open");
-    std::string head(64, '\0');
-    in.read(head.data(), 64);
-    head.resize(static_cast<std::size_t>(in.gcount()));
-    const bool ids = !head.empty() && head.find_first_not_of("0123456789 \t\r\n") == std::string::npos;
+    const std::string text = qroar::read_regular_file(path, qroar::max_text_bytes, "text or token-id file");
+    const bool ids = !text.empty() && text.find_first_not_of("0123456789 \t\r\n\v\f") == std::string::npos;
     if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
     const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
-    std::stringstream ss;
-    in.seekg(0);
-    ss << in.rdbuf();
-    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    return tok->encode(qroar::strip_gutenberg_boilerplate(text), true);
   }
 
   // Applies the weight part of --quant to `m` in place (GPTQ calibrates on --calib) and returns the forward hooks

@@ -13,6 +13,7 @@
 #include "io/load_model.hpp"
 #include "io/load_tokenizer.hpp"
 #include "io/mapped_file.hpp"
+#include "io/read_file.hpp"
 #include "io/rope_json.hpp"
 #include "io/safetensors.hpp"
 #include "io/spm_tokenizer.hpp"

@@ -38,6 +38,7 @@
 #include "../model/qk_layout.hpp"
 #include "atomic_folder.hpp"
 #include "atomic_write.hpp"
+#include "read_file.hpp"
 #include "rope_json.hpp"
 #include "safetensors.hpp"
 
@@ -47,14 +48,7 @@ inline namespace v0 {
 namespace detail {
 namespace hf_io {
 
-inline std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(path + ": cannot open");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw io_error(path + ": read failed");
-  return s.str();
-}
+inline std::string read_text_file(const std::string& path) { return read_regular_file(path, max_json_bytes, "JSON file"); }
 
 inline nlohmann::json parse_json_file(const std::string& path) {
   if (std::filesystem::is_directory(path)) throw io_error(path + ": is a directory, expected a JSON file");

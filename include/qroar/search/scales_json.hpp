@@ -11,6 +11,7 @@
 
 #include "../error.hpp"
 #include "../io/atomic_write.hpp"
+#include "../io/read_file.hpp"
 #include "band_scales.hpp"
 
 namespace qroar {
@@ -140,11 +141,10 @@ inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_co
 }
 
 inline band_scales read_band_scales(const std::string& path, const llama_config& c) {
-  std::ifstream in(path);
-  if (!in) throw io_error(path + ": cannot open");
+  const std::string text = read_regular_file(path, max_json_bytes, "band-scales JSON");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     const auto* pe = dynamic_cast<const nlohmann::json::parse_error*>(&e);
     throw format_error(path, "", pe && pe->byte > 0 ? pe->byte - 1 : 0, std::string("not valid JSON: ") + e.what());
