@@ -87,6 +87,8 @@ TEST_CASE("mapped files: a SIGBUS outside qroar's mappings still ends the proces
     (void)v;
     return 3;
   });
-  REQUIRE(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGBUS);
+  // killed by SIGBUS; under AddressSanitizer (whose handler was the previous one) a report and a failing exit
+  CAPTURE(status);
+  if (WIFSIGNALED(status)) CHECK(WTERMSIG(status) == SIGBUS);
+  else CHECK((WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 2 && WEXITSTATUS(status) != 3));
 }
