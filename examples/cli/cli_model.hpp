@@ -12,6 +12,7 @@
 #include <qroar/io/load_model.hpp>
 #include <qroar/io/load_tokenizer.hpp>
 #include <qroar/io/read_file.hpp>
+#include <qroar/io/text_tokens.hpp>
 #include <qroar/io/rope_json.hpp>
 #include <qroar/io/text.hpp>
 #include <qroar/io/tokenizer.hpp>
@@ -125,12 +126,17 @@ struct model_options {
     return s;
   }
 
-  std::vector<int> token_stream(const qroar::llama_model& m) const {
+  // The --tokens ids, or the --text tokens. With `prefix_only` and --max-windows, only the tokens those windows
+  // need are tokenized (encode_text_file): a huge text costs what its first windows cost.
+  std::vector<int> token_stream(const qroar::llama_model& m, bool prefix_only = false) const {
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
     const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
-    return tok->encode(qroar::strip_gutenberg_boilerplate(qroar::read_regular_file(text_path, qroar::max_text_bytes, "text")),
-                       true);
+    std::uint64_t needed = 0;
+    if (prefix_only && max_windows > 0)
+      needed = static_cast<std::uint64_t>(max_windows - 1) * static_cast<std::uint64_t>(stride > 0 ? stride : ctx) +
+               static_cast<std::uint64_t>(ctx);
+    return qroar::encode_text_file(text_path, *tok, needed);
   }
 
   qroar::quant_spec quant_spec() const { return qroar::parse_quant_spec(quant); }

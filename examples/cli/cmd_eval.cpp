@@ -27,7 +27,7 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   qroar_cli::declare_inputs(o.input_paths());
   qroar_cli::prepare_report_folder(report_dir);
   auto model = o.load_model();
-  const auto stream = o.token_stream(model);
+  const auto stream = o.token_stream(model, /*prefix_only=*/true);  // --max-windows: only the text those need
   auto popt = o.perplexity(model);
   const auto spec = o.quant_spec();
   const auto bands = o.band_partition(model);

@@ -19,4 +19,5 @@
 #include "io/spm_tokenizer.hpp"
 #include "io/temp_files.hpp"
 #include "io/text.hpp"
+#include "io/text_tokens.hpp"
 #include "io/tokenizer.hpp"
