@@ -103,6 +103,17 @@ case $CASE in
   json_invalid_utf8_prompt)  # generate --json with a prompt that is not UTF-8
     run 0 generate --model "$M" --prompt "$(printf 'Once \xff upon')" --steps 4 --json
     grep -q "$(printf 'Once \xef\xbf\xbd upon')" out.txt || fail "no U+FFFD in the JSON" ;;
+  unreadable_model)  # permission denied is reported as such, typed, not as "no such file" or a filesystem_error
+    [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null || { echo "skipped: needs root and setpriv"; exit 77; }
+    mkdir locked && cp "$M" locked/model.bin && chmod 000 locked
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$Q" "$@" >out.txt 2>err.txt; }
+    as_nobody eval --model "$WORK/locked/model.bin" --tokens "$W/s260_hidden_512.txt" --ctx 256; rc=$?
+    [ "$rc" = 1 ] || fail "exit $rc, expected 1"
+    stderr_has "io_error.200\\] .*locked/model.bin: cannot open: Permission denied"
+    as_nobody eval --model "$WORK/locked" --tokens "$W/s260_hidden_512.txt" --ctx 256; rc=$?
+    [ "$rc" = 1 ] || fail "exit $rc, expected 1"
+    stderr_has "io_error.200\\] .*locked: cannot read the folder: Permission denied"
+    chmod 755 locked ;;
   *) echo "unknown case $CASE"; exit 1 ;;
 esac
 echo "ok ($CASE)"
