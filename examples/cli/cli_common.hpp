@@ -7,6 +7,8 @@
 
 #include <qroar/qroar.hpp>
 
+#include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -21,6 +23,22 @@ inline constexpr int exit_usage = 2;
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// CLI11's PositiveNumber / NonNegativeNumber let NaN through (NaN <= 0 is false): these also require finite values.
+inline CLI::Validator finite_number(bool positive) {
+  return CLI::Validator(
+      [positive](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0' || !std::isfinite(v))
+          return "'" + s + "' is not a finite number";
+        if (positive ? !(v > 0.0) : !(v >= 0.0)) return "'" + s + (positive ? "' is not positive" : "' is negative");
+        return {};
+      },
+      positive ? "POSITIVE" : "NONNEGATIVE", positive ? "finite positive number" : "finite non-negative number");
+}
+inline const CLI::Validator finite_positive = finite_number(true);
+inline const CLI::Validator finite_non_negative = finite_number(false);
 
 // RoPE scaling flags shared by `rope`, `eval`, `search`, ... (same names as `qroar rope`).
 struct rope_options {
@@ -43,18 +61,18 @@ struct rope_options {
   void add_to(CLI::App& app) {
     app.add_option("--rope,--type", type, "RoPE scaling: default linear ntk dynamic yarn yarn-ggml llama3 longrope")
         ->check(CLI::IsMember({"default", "none", "linear", "ntk", "dynamic", "yarn", "yarn-ggml", "llama3", "longrope"}));
-    app.add_option("--factor", factor, "context extension factor s")->check(CLI::PositiveNumber);
-    app.add_option("--beta-fast", beta_fast, "YaRN beta_fast (rotations)")->check(CLI::PositiveNumber);
-    app.add_option("--beta-slow", beta_slow, "YaRN beta_slow (rotations)")->check(CLI::PositiveNumber);
+    app.add_option("--factor", factor, "context extension factor s")->check(finite_positive);
+    app.add_option("--beta-fast", beta_fast, "YaRN beta_fast (rotations)")->check(finite_positive);
+    app.add_option("--beta-slow", beta_slow, "YaRN beta_slow (rotations)")->check(finite_positive);
     app.add_flag("--no-truncate", no_truncate, "YaRN: keep the fractional correction range (HF truncate=false)");
     app.add_option("--attention-factor", attention_factor, "explicit attention factor (yarn, longrope)")
-        ->check(CLI::PositiveNumber);
+        ->check(finite_positive);
     app.add_option("--mscale", mscale, "YaRN mscale");
     app.add_option("--mscale-all-dim", mscale_all_dim, "YaRN mscale_all_dim");
-    app.add_option("--low-freq-factor", low_freq_factor, "llama3 low_freq_factor")->check(CLI::PositiveNumber);
-    app.add_option("--high-freq-factor", high_freq_factor, "llama3 high_freq_factor")->check(CLI::PositiveNumber);
+    app.add_option("--low-freq-factor", low_freq_factor, "llama3 low_freq_factor")->check(finite_positive);
+    app.add_option("--high-freq-factor", high_freq_factor, "llama3 high_freq_factor")->check(finite_positive);
     app.add_option("--ext-factor", ext_factor, "yarn-ggml ext_factor");
-    app.add_option("--attn-factor", attn_factor, "yarn-ggml attn_factor")->check(CLI::PositiveNumber);
+    app.add_option("--attn-factor", attn_factor, "yarn-ggml attn_factor")->check(finite_positive);
     app.add_option("--short-factors", short_factors, "longrope short factors, comma-separated");
     app.add_option("--long-factors", long_factors, "longrope long factors, comma-separated");
     app.add_option("--max-position-embeddings", max_position_embeddings, "dynamic NTK: Lmax (default: original ctx)")
@@ -107,6 +125,13 @@ struct rope_options {
     return sc;
   }
 };
+
+// JSON text that cannot fail: invalid UTF-8 (a non-UTF-8 path, a byte-fallback token piece) becomes U+FFFD instead
+// of a nlohmann type_error after the work is done.
+template <class Json>
+std::string json_text(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
 
 // Registry of subcommands: each cmd_*.cpp registers itself with a static `registrar`.
 struct command {

@@ -37,6 +37,13 @@ inline output_format choose_output_format(const std::string& out, const std::str
   return output_format::hf;
 }
 
+// Declares the command's inputs and checks the model output (a file, or a Hugging Face folder) before the work.
+inline void check_model_output(const model_options& o, const std::string& out, output_format format) {
+  declare_inputs(o.input_paths());
+  if (format == output_format::hf) check_output_folder(out);
+  else check_output_file(out);
+}
+
 // The vocabulary to embed in a GGUF written from a non-GGUF model: --tokenizer, else the model's own tokenizer
 // (llama2.c tokenizer.bin / tok<N>.bin beside the checkpoint; an HF folder's tokenizer.model, with
 // libsentencepiece). Empty, with `why` set, when none can be found: the GGUF is then written without a tokenizer.
@@ -118,6 +125,7 @@ inline std::string type_counts_text(const std::map<std::string, int>& counts) {
 inline std::string write_model(const model_options& o, const qroar::llama_model& m, const std::string& out,
                                output_format format, qroar::gguf_export_options gguf) {
   namespace fs = std::filesystem;
+  check_model_output(o, out, format);  // again: the work took time
   std::string note;
   switch (format) {
     case output_format::gguf: {
@@ -132,17 +140,17 @@ inline std::string write_model(const model_options& o, const qroar::llama_model&
       break;
     }
     case output_format::hf: {
-      qroar::write_hf_model(m, out, qroar::safetensors_dtype::f32);
       std::string tok = o.tokenizer_path;
       if (tok.empty() && m.source_format == "hf") {
         const auto p = fs::path(fs::is_directory(o.model_path) ? fs::path(o.model_path) : fs::path(o.model_path).parent_path()) /
                        "tokenizer.model";
         if (fs::exists(p)) tok = p.string();
       }
-      if (!tok.empty() && fs::path(tok).extension() == ".model")
-        fs::copy_file(tok, fs::path(out) / "tokenizer.model", fs::copy_options::overwrite_existing);
-      else
-        note = "no tokenizer.model copied into the folder (pass --tokenizer to eval it with --text)";
+      std::vector<std::pair<std::string, std::string>> copies;
+      if (!tok.empty() && fs::path(tok).extension() == ".model") copies.emplace_back("tokenizer.model", tok);
+      else note = "no tokenizer.model copied into the folder (pass --tokenizer to eval it with --text)";
+      // one atomic folder write: weights, config.json and the tokenizer appear together or not at all
+      qroar::write_hf_model(m, out, qroar::safetensors_dtype::f32, copies, command_inputs());
       break;
     }
     case output_format::llama2c:

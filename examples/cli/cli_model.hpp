@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cli_common.hpp"
+#include "cli_outputs.hpp"
 #include "progress.hpp"
 
 #include <fstream>
@@ -10,6 +11,8 @@
 
 #include <qroar/io/load_model.hpp>
 #include <qroar/io/load_tokenizer.hpp>
+#include <qroar/io/read_file.hpp>
+#include <qroar/io/text_tokens.hpp>
 #include <qroar/io/rope_json.hpp>
 #include <qroar/io/text.hpp>
 #include <qroar/io/tokenizer.hpp>
@@ -73,6 +76,11 @@ struct model_options {
     app.add_flag("--quiet,-q", quiet, "no progress bars");
   }
 
+  // Every input path of the option group (empty ones included; declare_inputs skips them).
+  std::vector<std::string> input_paths() const {
+    return {model_path, text_path, tokens_path, tokenizer_path, rope_config, calib_path, scales_path};
+  }
+
   // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K.
   qroar::llama_model load_model() const {
     auto m = qroar::load_model(model_path);
@@ -87,14 +95,24 @@ struct model_options {
   qroar::rope_scaling scaling(const qroar::llama_model& m) const {
     const int l0 = m.config.original_ctx;
     if (!rope_config.empty()) {
-      std::ifstream in(rope_config);
+      const std::string text = qroar::read_regular_file(rope_config, qroar::max_json_bytes, "RoPE config JSON");
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
       } catch (const nlohmann::json::exception& e) {
         throw qroar::invalid_argument(rope_config + ": not valid JSON: " + e.what());
       }
-      if (!j.contains("rope_scaling") && !j.contains("rope_parameters")) j = nlohmann::json{{"rope_scaling", j}};
+      // a config.json (rope_scaling / rope_parameters, null meaning plain RoPE), or a bare rope_scaling object that
+      // names its type; anything else ({}, a misspelt key, "yarn", [1,2,3], null, 42) says nothing and is refused
+      if (!j.is_object())
+        throw qroar::invalid_argument(rope_config + ": --rope-config needs a JSON object (a config.json or a rope_scaling "
+                                      "object), got " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      if (!j.contains("rope_scaling") && !j.contains("rope_parameters")) {
+        if (!j.contains("rope_type") && !j.contains("type"))
+          throw qroar::invalid_argument(rope_config + ": no RoPE settings: neither 'rope_scaling' nor 'rope_parameters' "
+                                        "(a config.json) nor 'rope_type' / 'type' (a rope_scaling object)");
+        j = nlohmann::json{{"rope_scaling", j}};
+      }
       if (!j.contains("head_dim")) j["head_dim"] = m.config.head_size();
       if (!j.contains("max_position_embeddings")) j["max_position_embeddings"] = l0;
       auto s = qroar::parse_hf_rope(j, rope_config).scaling;
@@ -112,15 +130,17 @@ struct model_options {
     return s;
   }
 
-  std::vector<int> token_stream(const qroar::llama_model& m) const {
+  // The --tokens ids, or the --text tokens. With `prefix_only` and --max-windows, only the tokens those windows
+  // need are tokenized (encode_text_file): a huge text costs what its first windows cost.
+  std::vector<int> token_stream(const qroar::llama_model& m, bool prefix_only = false) const {
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
     const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
-    std::ifstream in(text_path, std::ios::binary);
-    if (!in) throw qroar::io_error(text_path + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    std::uint64_t needed = 0;
+    if (prefix_only && max_windows > 0)
+      needed = static_cast<std::uint64_t>(max_windows - 1) * static_cast<std::uint64_t>(stride > 0 ? stride : ctx) +
+               static_cast<std::uint64_t>(ctx);
+    return qroar::encode_text_file(text_path, *tok, needed);
   }
 
   qroar::quant_spec quant_spec() const {
@@ -144,19 +164,14 @@ struct model_options {
     return qroar::bands_from_spec(spec, inv, m.config.original_ctx);
   }
 
+  // A token-id file when every byte is a digit or whitespace (not only the first 64: a text may start with
+  // "1984 1985"), else a text.
   std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m) const {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw qroar::io_error(path + ": cannot open");
-    std::string head(64, '\0');
-    in.read(head.data(), 64);
-    head.resize(static_cast<std::size_t>(in.gcount()));
-    const bool ids = !head.empty() && head.find_first_not_of("0123456789 \t\r\n") == std::string::npos;
+    const std::string text = qroar::read_regular_file(path, qroar::max_text_bytes, "text or token-id file");
+    const bool ids = !text.empty() && text.find_first_not_of("0123456789 \t\r\n\v\f") == std::string::npos;
     if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
     const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
-    std::stringstream ss;
-    in.seekg(0);
-    ss << in.rdbuf();
-    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    return tok->encode(qroar::strip_gutenberg_boilerplate(text), true);
   }
 
   // Applies the weight part of --quant to `m` in place (GPTQ calibrates on --calib) and returns the forward hooks

@@ -111,7 +111,7 @@ inline heatmap scales_heatmap(const qroar::band_scales& s, bool key) {
 }
 
 inline void write_report_json(const std::string& dir, const nlohmann::ordered_json& j) {
-  write_text_file(dir, "report.json", j.dump(2) + "\n");
+  write_text_file(dir, "report.json", json_text(j, 2) + "\n");
 }
 
 }  // namespace qroar_cli

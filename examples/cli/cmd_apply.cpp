@@ -28,6 +28,7 @@ nlohmann::ordered_json rope_json(const qroar::rope_scaling& r, int original_ctx)
 
 int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
   const auto format = qroar_cli::choose_output_format(a.out, a.format);
+  qroar_cli::check_model_output(o, a.out, format);
   const bool record = (o.rope_type_opt && o.rope_type_opt->count() > 0) || !o.rope_config.empty();
   if (a.patch) {
     // Post-quantization: multiply the stored fp16 block scales, codes untouched (FORMULAS 5.3).
@@ -48,6 +49,7 @@ int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
       po.record_scaling = o.scaling(shell);
       po.original_ctx = shell.config.original_ctx;
     }
+    qroar_cli::check_output_file(a.out);  // again: the destination may have changed
     const auto report = qroar::patch_gguf_band_scales(file, s, a.out, po);
     const auto counts = qroar_cli::gguf_type_counts(a.out);
     if (o.json) {
@@ -65,7 +67,7 @@ int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
                     {"subnormal_scales", report.subnormal_scales},
                     {"max_scale_rounding", report.max_scale_rounding},
                     {"warnings", report.warnings}};
-      std::cout << j.dump() << "\n";
+      std::cout << qroar_cli::json_text(j) << "\n";
       return 0;
     }
     fmt::print("{} patched with {} ({} {}, {} bands) -> {}\n", o.model_path, o.scales_path, qroar::to_string(s.variant),
@@ -110,7 +112,7 @@ int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
     j["rope"] = rope_json(model.config.rope, model.config.original_ctx);
     if (format == qroar_cli::output_format::gguf) j["tensor_types"] = counts;
     if (!note.empty()) j["note"] = note;
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("{} ({}) with {} ({} {}, {} bands) folded into W_Q / W_K -> {} ({})\n", o.model_path, model.source_format,

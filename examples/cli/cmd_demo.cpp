@@ -4,7 +4,9 @@
 #include "cli_report.hpp"
 
 #include <chrono>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -66,6 +68,9 @@ int run_demo(demo_options& o) {
     if (mo.model_path.empty()) mo.model_path = (fs::path(dir) / demo_model_file).string();
     if (mo.text_path.empty() && mo.tokens_path.empty()) mo.text_path = (fs::path(dir) / demo_text_file).string();
   }
+
+  qroar_cli::declare_inputs(mo.input_paths());
+  qroar_cli::prepare_report_folder(o.report);
 
   // 1. load
   stage("load " + mo.model_path);
@@ -136,8 +141,10 @@ int run_demo(demo_options& o) {
 
   // 6. apply: fold the scales, write the patched model (recording the extended RoPE), and re-load the written file
   stage("apply");
-  const fs::path tmp = fs::temp_directory_path() / fmt::format("qroar-demo-{}", ::getpid());
-  fs::create_directories(tmp);
+  // a private folder of an unpredictable name (mkdtemp, mode 0700): nothing planted in /tmp can redirect the write
+  std::string tmpl = (fs::temp_directory_path() / "qroar-demo-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw qroar::io_error(tmpl + ": cannot create a private folder: " + std::strerror(errno));
+  const fs::path tmp = tmpl;
   struct cleanup {
     fs::path p;
     ~cleanup() {
@@ -239,7 +246,7 @@ int run_demo(demo_options& o) {
   }
 
   if (mo.json) {
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("qroar demo: {} ({} layers, head_dim {}, trained context {})\n", mo.model_path, fp.config.n_layers,
@@ -292,13 +299,13 @@ const qroar_cli::registrar register_demo{{"demo", [](CLI::App& app, std::functio
   app.add_option("--rope,--type", mo.rope.type, "RoPE scaling for the extension (default ntk)")
       ->check(CLI::IsMember({"linear", "ntk", "yarn", "yarn-ggml"}));
   app.add_option("--factor", mo.rope.factor, "extension factor: ctx = factor x trained context (default 4)")
-      ->check(CLI::PositiveNumber);
+      ->check(qroar_cli::finite_positive);
   app.add_option("--quant", mo.quant, "quantization spec (default kv:k3:token:g64:post-rope)");
   app.add_option("--bands", mo.bands, "band partition (default equal:4)");
   app.add_option("--variant", o->variant, "search variant: independent (default), symmetric or query_only")
       ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
-  app.add_option("--grid-min", o->grid_min, "smallest scale factor (default 0.25)")->check(CLI::PositiveNumber);
-  app.add_option("--grid-max", o->grid_max, "largest scale factor (default 4)")->check(CLI::PositiveNumber);
+  app.add_option("--grid-min", o->grid_min, "smallest scale factor (default 0.25)")->check(qroar_cli::finite_positive);
+  app.add_option("--grid-max", o->grid_max, "largest scale factor (default 4)")->check(qroar_cli::finite_positive);
   app.add_option("--grid-points", o->grid_points, "grid points (default 9)")->check(CLI::Range(1, 1000));
   app.add_option("--dev-windows", o->dev_windows, "dev windows (default 2)")->check(CLI::Range(1, 1000));
   app.add_option("--validation-windows", o->validation_windows, "validation windows (default 2)")->check(CLI::Range(1, 1000));

@@ -41,6 +41,8 @@ nlohmann::ordered_json diagnostics_json(const qroar::band_diagnostics& d) {
 }
 
 int run_diagnose(const diagnose_options& o) {
+  qroar_cli::declare_inputs(o.model.input_paths());
+  qroar_cli::prepare_report_folder(o.report);
   const auto fp = o.model.load_model();
   const auto scaling = o.model.scaling(fp);
   const auto stream = o.model.token_stream(fp);
@@ -116,7 +118,7 @@ int run_diagnose(const diagnose_options& o) {
     j["logit_error"] = {{"distance_bucket_start", err.bucket_start}, {"rms", le}};
     j["attention_output_error"] = err.attention_error;
     j["equivariance"] = {{"symmetric_is_noop", eq.symmetric_is_noop()}, {"summary", eq.summary()}};
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("diagnose {}: RoPE {} x{}, ctx {} (trained {}), quantization '{}', {} bands\n", o.model.model_path,
@@ -164,7 +166,7 @@ const qroar_cli::registrar register_diagnose{{"diagnose", [](CLI::App& app, std:
   app.add_option("--query-samples", o->query_samples, "query positions sampled per window")->check(CLI::Range(1, 1 << 20));
   app.add_option("--quantile", o->quantile, "TIR quantile (default 0.999)")->check(CLI::Range(0.5, 1.0));
   app.add_flag("--loss-pressure", o->loss_pressure, "also compute the loss-based Interpolation Pressure (bands+1 evaluations)");
-  app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(CLI::PositiveNumber);
+  app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(qroar_cli::finite_positive);
   app.add_option("--report", o->report, "write JSON, CSV and SVG plots (heatmaps, logit error) into this directory");
   run = [o] { return run_diagnose(*o); };
 }}};

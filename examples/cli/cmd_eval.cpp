@@ -24,8 +24,10 @@ nlohmann::ordered_json equivariance_json(const qroar::equivariance_report& r, co
 }
 
 int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
+  qroar_cli::declare_inputs(o.input_paths());
+  qroar_cli::prepare_report_folder(report_dir);
   auto model = o.load_model();
-  const auto stream = o.token_stream(model);
+  const auto stream = o.token_stream(model, /*prefix_only=*/true);  // --max-windows: only the text those need
   auto popt = o.perplexity(model);
   const auto spec = o.quant_spec();
   const auto bands = o.band_partition(model);
@@ -66,7 +68,7 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
     j["original_ctx"] = model.config.original_ctx;
     j["seconds"] = secs;
     j["tokens_per_second"] = tps;
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("model {} ({}), trained context {}, RoPE {} x{}\n", o.model_path, model.source_format,

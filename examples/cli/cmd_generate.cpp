@@ -45,7 +45,7 @@ int run_generate(const generate_options& o) {
     pending = {next};
   }
   if (o.model.json) {
-    std::cout << nlohmann::json{{"prompt", o.prompt}, {"text", out}}.dump() << "\n";
+    std::cout << qroar_cli::json_text(nlohmann::json{{"prompt", o.prompt}, {"text", out}}) << "\n";
   } else {
     std::cout << out << "\n";
   }
@@ -59,7 +59,7 @@ const qroar_cli::registrar register_generate{{"generate", [](CLI::App& app, std:
   o->model.add_to(app, /*needs_text=*/false);
   app.add_option("--prompt", o->prompt, "prompt text (may be empty: start from BOS)");
   app.add_option("--steps", o->steps, "tokens to generate")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--temperature", o->temperature, "sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber);
+  app.add_option("--temperature", o->temperature, "sampling temperature (0: greedy)")->check(qroar_cli::finite_non_negative);
   app.add_option("--seed", o->seed, "random seed for sampling");
   run = [o] { return run_generate(*o); };
 }}};

@@ -15,6 +15,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
     throw qroar_cli::usage_error("--quant must quantize the weights (rtn:..., gptq:... or ggml:<type>), got '" + o.quant + "'");
   const bool ggml = spec.weights.method == qroar::weight_method::ggml;
   const auto format = qroar_cli::choose_output_format(q.out, q.format);
+  qroar_cli::check_model_output(o, q.out, format);
   if (ggml && format != qroar_cli::output_format::gguf)
     throw qroar_cli::usage_error("a ggml spec writes a quantized GGUF: name the output *.gguf (or pass --format gguf)");
   if (spec.weights.method == qroar::weight_method::gptq && o.calib_path.empty())
@@ -65,7 +66,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
     j["bands"] = o.bands;
     if (!note.empty()) j["note"] = note;
     if (!runtime.empty()) j["runtime_parts"] = runtime;
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("{} ({}) quantized with {} -> {} ({}{})\n", o.model_path, model.source_format, spec.text, q.out,

@@ -48,7 +48,7 @@ int run_rope(const rope_command_options& o) {
                     {"name", b.name}});
     }
     j["bands"] = jb;
-    std::cout << j.dump() << "\n";
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("RoPE {}: head_dim {}, rotary_dim {}, theta {}, factor {}, original ctx {}\n", qroar::to_string(sc.type),
@@ -82,7 +82,7 @@ const qroar_cli::registrar register_rope{{"rope", [](CLI::App& app, std::functio
   app.add_option("--head-dim", o->head_dim, "channels per attention head")->required()->check(CLI::PositiveNumber);
   app.add_option("--rotary-dim", o->rotary_dim, "rotated channels (partial rotary; default head_dim)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--theta,--base", o->theta, "RoPE base")->check(CLI::PositiveNumber);
+  app.add_option("--theta,--base", o->theta, "RoPE base")->check(qroar_cli::finite_positive);
   app.add_option("--original-ctx", o->original_ctx, "context the model was trained at (L0)")
       ->check(CLI::PositiveNumber);
   app.add_option("--seq-len", o->rope.seq_len, "current sequence length (dynamic, longrope)")

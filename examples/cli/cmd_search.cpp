@@ -77,6 +77,11 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
 }
 
 int run_search(const search_command_options& o) {
+  qroar_cli::declare_inputs(o.model.input_paths());
+  qroar_cli::declare_inputs(o.dev);
+  qroar_cli::declare_inputs(o.validation);
+  if (!o.output.empty()) qroar_cli::check_output_file(o.output);  // before the work, not after it
+  qroar_cli::prepare_report_folder(o.report);
   const auto model = o.model.load_model();
   qroar::search_options so;
   so.scaling = o.model.scaling(model);
@@ -140,7 +145,15 @@ int run_search(const search_command_options& o) {
       prov["final_objective"] = nullptr;
       prov["skipped"] = r.message;
     }
-    qroar::write_band_scales(o.output, r.scales, model.config, prov);
+    try {
+      qroar_cli::check_output_file(o.output);
+      qroar::write_band_scales(o.output, r.scales, model.config, prov);
+    } catch (const std::exception& e) {  // the search is done: its result goes to stdout rather than being lost
+      std::cout << qroar_cli::json_text(qroar::band_scales_to_json(r.scales, model.config, prov), 2) << "\n";
+      std::cout.flush();
+      fmt::print(stderr, "qroar: error: {} (the scales are printed on stdout instead)\n", e.what());
+      return qroar_cli::exit_failure;
+    }
   }
   if (!o.report.empty() && !r.skipped) {  // --report DIR: the chosen scales and the search result
     qroar_cli::write_plot(o.report, "scales_query", qroar_cli::scales_heatmap(r.scales, false));
@@ -160,7 +173,7 @@ int run_search(const search_command_options& o) {
     qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, secs));
   }
   if (o.model.json) {
-    std::cout << result_json(r, model, o, so.scaling, secs).dump() << "\n";
+    std::cout << qroar_cli::json_text(result_json(r, model, o, so.scaling, secs)) << "\n";
     return 0;
   }
   fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n", o.variant,
@@ -220,8 +233,8 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
       ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
   app.add_option("--granularity", o->granularity, "global, per_layer or per_layer_kv_head")
       ->check(CLI::IsMember({"global", "per_layer", "per_layer_kv_head"}));
-  app.add_option("--grid-min", o->grid_min, "smallest factor")->check(CLI::PositiveNumber);
-  app.add_option("--grid-max", o->grid_max, "largest factor")->check(CLI::PositiveNumber);
+  app.add_option("--grid-min", o->grid_min, "smallest factor")->check(qroar_cli::finite_positive);
+  app.add_option("--grid-max", o->grid_max, "largest factor")->check(qroar_cli::finite_positive);
   app.add_option("--grid-points", o->grid_points, "log-spaced grid points (1 is always included)")->check(CLI::Range(1, 1000));
   app.add_option("--order", o->order, "band order: pressure (descending Interpolation Pressure) or natural");
   app.add_option("--passes", o->passes, "coordinate-descent passes")->check(CLI::Range(1, 100));
@@ -235,14 +248,14 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
                  "2 more evaluations per band per step)")
       ->check(CLI::Range(0, 20));
   app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(qroar_cli::finite_non_negative);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");
   app.add_option("--guard-chunks", o->guard_chunks,
                  "L0-token chunks of each validation window in the guard set, evenly spaced (0: all, the default; 1: "
                  "the first only, cheapest)")
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("--min-improvement", o->min_improvement, "relative dev improvement a step needs")
-      ->check(CLI::NonNegativeNumber);
+      ->check(qroar_cli::finite_non_negative);
   app.add_flag("--force", o->force, "run the symmetric search even when the equivariance check says it is a no-op");
   app.add_option("-o,--output", o->output, "write the band scales JSON here");
   app.add_option("--report", o->report, "write JSON, CSV and SVG plots (chosen scales, search trace) into this directory");

@@ -4,6 +4,21 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <new>
+#include <string>
+
+namespace {
+// An error message as one printable line: control bytes (ANSI escapes, newlines, from file names or file contents)
+// are shown as \xNN, never sent to the terminal.
+std::string printable(const char* s) {
+  std::string out;
+  for (const unsigned char* p = reinterpret_cast<const unsigned char*>(s); *p; ++p) {
+    if (*p < 0x20 || *p == 0x7F) out += fmt::format("\\x{:02x}", static_cast<unsigned>(*p));
+    else out += static_cast<char>(*p);
+  }
+  return out;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{fmt::format("qroar {}: band-wise W_Q/W_K rescaling for RoPE interpolation under quantization",
@@ -36,13 +51,16 @@ int main(int argc, char** argv) {
     for (auto& [sub, runner] : runners)
       if (sub->parsed()) return runner();
   } catch (const qroar_cli::usage_error& e) {
-    std::fprintf(stderr, "qroar: usage error: %s\n", e.what());
+    std::fprintf(stderr, "qroar: usage error: %s\n", printable(e.what()).c_str());
     return qroar_cli::exit_usage;
   } catch (const qroar::invalid_argument& e) {
-    std::fprintf(stderr, "qroar: %s\n", e.what());
+    std::fprintf(stderr, "qroar: %s\n", printable(e.what()).c_str());
     return qroar_cli::exit_usage;
+  } catch (const std::bad_alloc&) {  // a size no check caught: a clear message, not a bare std::bad_alloc
+    std::fprintf(stderr, "qroar: error: out of memory (the inputs or options ask for more memory than there is)\n");
+    return qroar_cli::exit_failure;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qroar: error: %s\n", e.what());
+    std::fprintf(stderr, "qroar: error: %s\n", printable(e.what()).c_str());
     return qroar_cli::exit_failure;
   }
   return qroar_cli::exit_failure;

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "cli_outputs.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -209,12 +211,6 @@ inline std::string to_svg(const heatmap& h) {
 }
 
 // Report directory helpers: files are written as DIR/name.
-inline void write_text_file(const std::string& dir, const std::string& name, const std::string& text) {
-  std::filesystem::create_directories(dir);
-  std::ofstream out(std::filesystem::path(dir) / name, std::ios::binary);
-  out << text;
-  if (!out) throw std::runtime_error(dir + "/" + name + ": cannot write");
-}
 
 inline std::string to_csv(const line_plot& p) {
   std::string o = "series,x,y\n";

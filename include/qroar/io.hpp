@@ -3,6 +3,7 @@
 // atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece and is included separately.)
 #pragma once
 
+#include "io/atomic_folder.hpp"
 #include "io/atomic_write.hpp"
 #include "io/gguf.hpp"
 #include "io/gguf_model.hpp"
@@ -12,8 +13,11 @@
 #include "io/load_model.hpp"
 #include "io/load_tokenizer.hpp"
 #include "io/mapped_file.hpp"
+#include "io/read_file.hpp"
 #include "io/rope_json.hpp"
 #include "io/safetensors.hpp"
 #include "io/spm_tokenizer.hpp"
+#include "io/temp_files.hpp"
 #include "io/text.hpp"
+#include "io/text_tokens.hpp"
 #include "io/tokenizer.hpp"

@@ -173,6 +173,21 @@ TEST_CASE("hostile band-scales JSON") {
   expect_error<qroar::invalid_argument>("unknown variant", edited([](nlohmann::json& j) { j["variant"] = "sideways"; }),
                                         {invalid_id, {"sideways"}});
   expect_error<qroar::io_error>("missing file", [&] { (void)qroar::read_band_scales(tmp.file("none.json"), c); }, {io_id, {"none.json"}});
+  // the variant label must match the factors (issue 21): query_only keys are 1, symmetric keys are 1 / query
+  expect_error<qroar::invalid_argument>("query_only with a key factor", edited([](nlohmann::json& j) {
+                                          j["variant"] = "query_only";
+                                          j["units"][0]["key"][1] = 2.0;
+                                        }),
+                                        {invalid_id, {path, "query_only", "unit 0 band 1", "key factor 2"}});
+  expect_error<qroar::invalid_argument>("symmetric without reciprocals", edited([](nlohmann::json& j) {
+                                          j["units"][0]["query"][0] = 2.0;
+                                          j["units"][0]["key"][0] = 2.0;
+                                        }),
+                                        {invalid_id, {path, "symmetric", "unit 0 band 0", "reciprocal"}});
+  REQUIRE_NOTHROW(edited([](nlohmann::json& j) {  // reciprocals written with 17 digits pass
+    j["units"][0]["query"][0] = 3.0;
+    j["units"][0]["key"][0] = 1.0 / 3.0;
+  })());
 }
 
 TEST_CASE("hostile RoPE config JSON") {
@@ -195,6 +210,29 @@ TEST_CASE("hostile RoPE config JSON") {
                                         {invalid_id, {"original"}});
   expect_error<qroar::invalid_argument>("huge max_position_embeddings", parse(R"({"head_dim": 8, "max_position_embeddings": 1e30})"),
                                         {invalid_id, {"max_position_embeddings"}});
+  // silent wrong meaning (issue 21): each of these evaluated with plain RoPE or full rotary before
+  expect_error<format_error>("rope_scaling a string", parse(R"({"head_dim": 8, "rope_scaling": "yarn"})"),
+                             {format_id, {"rope.json", "'rope_scaling' must be a JSON object or null", "yarn"}});
+  expect_error<format_error>("rope_parameters a list", parse(R"({"head_dim": 8, "rope_parameters": [1, 2, 3]})"),
+                             {format_id, {"'rope_parameters'"}});
+  expect_error<qroar::invalid_argument>("partial_rotary_factor 0.001", parse(R"({"head_dim": 64, "partial_rotary_factor": 0.001})"),
+                                        {invalid_id, {"partial_rotary_factor", "leaves 0 rotary channels"}});
+  expect_error<qroar::invalid_argument>("yarn beta_fast < beta_slow",
+                                        parse(R"({"head_dim": 8, "max_position_embeddings": 512,
+                                                  "rope_scaling": {"type": "yarn", "factor": 4, "beta_fast": 1, "beta_slow": 32}})"),
+                                        {invalid_id, {"beta_fast > beta_slow"}});
+  REQUIRE_NOTHROW(parse(R"({"head_dim": 8, "rope_scaling": null})")());  // HF: null means plain RoPE
+}
+
+TEST_CASE("a vocabulary larger than the model's embedding is refused") {
+  const auto gguf = qroar_test::shared_file("data/models/stories260K/stories260K.gguf");
+  if (gguf.empty()) return;
+  REQUIRE_NOTHROW(qroar::load_tokenizer("", gguf.string(), 512));
+  expect_error<format_error>("512 tokens on 256 rows", [&] { (void)qroar::load_tokenizer("", gguf.string(), 256); },
+                             {format_id, {gguf.string(), "holds 512 tokens", "only 256 rows"}});
+  const auto tok = qroar_test::shared_file("data/models/stories260K/tok512.bin");
+  expect_error<format_error>("explicit GGUF tokenizer", [&] { (void)qroar::load_tokenizer(gguf.string(), tok.string(), 100); },
+                             {format_id, {"holds 512 tokens", "only 100 rows"}});
 }
 
 TEST_CASE("hostile copies of the real files") {

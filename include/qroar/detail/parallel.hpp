@@ -19,6 +19,8 @@
 #include <sched.h>
 #endif
 
+#include "denormals.hpp"
+
 namespace qroar {
 inline namespace v0 {
 namespace detail {
@@ -123,6 +125,7 @@ inline int resolve_threads(int requested) noexcept {
 // count. The first exception thrown by a task is rethrown after all threads joined.
 template <class Fn>
 void spawn_parallel_for(int n, int threads, Fn&& fn) {
+  const flush_denormals_scope denormals;  // the calling thread, for the region (denormals.hpp)
   threads = std::min(resolve_threads(threads), n);
   if (threads <= 1) {
     for (int i = 0; i < n; ++i) fn(i);
@@ -132,6 +135,7 @@ void spawn_parallel_for(int n, int threads, Fn&& fn) {
   std::exception_ptr failure;
   std::atomic<bool> failed{false};
   auto worker = [&] {
+    flush_denormals();
     for (;;) {
       const int i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= n || failed.load(std::memory_order_relaxed)) return;
@@ -182,6 +186,7 @@ class fork_join_pool {
 
   template <class Fn>
   void run(int n, int threads, Fn& fn) {
+    const flush_denormals_scope denormals;  // the calling thread, for the region (denormals.hpp)
     const int helpers = std::min(resolve_threads(threads), n) - 1;
     if (helpers <= 0 || in_task()) {
       for (int i = 0; i < n; ++i) fn(i);
@@ -285,6 +290,7 @@ class fork_join_pool {
   }
 
   void worker(int index) {
+    flush_denormals();  // helpers are qroar's own threads: for good
     std::uint64_t seen = 0;
     auto last_work = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {

@@ -896,6 +896,7 @@ class gguf_writer {
   void write(const std::string& path, const std::vector<std::string>& inputs = {}) const {
     const std::uint64_t align = alignment();
     const std::vector<std::uint8_t> head = header();
+    const long faults_before = detail::mapping_faults.load();  // a source file truncated while copied
     atomic_file_writer out(path, inputs);
     out.write(head.data(), head.size());
     for (const auto& t : tensors_) {
@@ -904,6 +905,7 @@ class gguf_writer {
       out.write_zeros(static_cast<std::size_t>(pad(t.size, align) - t.size));
     }
     const std::size_t n_tensors = tensors_.size();
+    check_no_mapping_faults(faults_before, path);
     out.commit([n_tensors](const std::string& temp) {
       const gguf_file check = gguf_file::open(temp);
       if (check.tensors().size() != n_tensors) throw io_error(temp + ": written GGUF does not read back");

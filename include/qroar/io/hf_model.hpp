@@ -15,8 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,12 +27,18 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "../detail/model_io.hpp"
 #include "../config.hpp"
 #include "../error.hpp"
 #include "../model/llama_weights.hpp"
 #include "../model/qk_layout.hpp"
+#include "atomic_folder.hpp"
 #include "atomic_write.hpp"
+#include "read_file.hpp"
 #include "rope_json.hpp"
 #include "safetensors.hpp"
 
@@ -40,14 +48,7 @@ inline namespace v0 {
 namespace detail {
 namespace hf_io {
 
-inline std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(path + ": cannot open");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw io_error(path + ": read failed");
-  return s.str();
-}
+inline std::string read_text_file(const std::string& path) { return read_regular_file(path, max_json_bytes, "JSON file"); }
 
 inline nlohmann::json parse_json_file(const std::string& path) {
   if (std::filesystem::is_directory(path)) throw io_error(path + ": is a directory, expected a JSON file");
@@ -339,12 +340,44 @@ inline nlohmann::ordered_json hf_config_json(const llama_model& model, safetenso
   return j;
 }
 
-// Writes `model` as a Hugging Face Llama folder: model.safetensors (tensors in `dtype`, metadata format=pt) then
-// config.json, each through atomic_file_writer; `dir` is created when missing. W_Q / W_K rows are permuted to the
-// half-split layout when the model is interleaved. Refuses (invalid_argument) to write into the folder the model
-// was loaded from, or over model.source_path. Throws invalid_argument for inconsistent shapes, numeric_error for
-// values not finite in `dtype`, unsupported for RoPE settings config.json cannot hold.
-inline void write_hf_model(const llama_model& model, const std::string& dir, safetensors_dtype dtype = safetensors_dtype::f32) {
+// Copies the regular file `from` to `to` through atomic_file_writer (errors, fsync and close checked).
+inline void copy_file_atomically(const std::string& from, const std::string& to, const std::vector<std::string>& inputs = {}) {
+  const int fd = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw io_error(from + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw io_error(from + ": not a regular file");
+  }
+  try {
+    atomic_file_writer out(to, inputs);
+    std::vector<char> buf(1 << 16);
+    for (;;) {
+      const ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw io_error(from + ": read failed: " + std::strerror(errno));
+      if (n == 0) break;
+      out.write(buf.data(), static_cast<std::size_t>(n));
+    }
+    out.commit();
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+// Writes `model` as a Hugging Face Llama folder: model.safetensors (tensors in `dtype`, metadata format=pt),
+// config.json and `extra_files` ({name in the folder, source file} pairs, e.g. {"tokenizer.model", path}), as one
+// atomic folder write (atomic_folder_writer: built beside `dir`, swapped in, the old folder removed after the swap;
+// the old folder's other files are carried over, except weights: *.safetensors, *.safetensors.index.json, *.bin,
+// *.pt, *.pth). W_Q / W_K rows are permuted to the half-split layout when the model is interleaved. Refuses
+// (invalid_argument) to write into the folder the model was loaded from, over model.source_path or over any of
+// `inputs`. Throws invalid_argument for inconsistent shapes, numeric_error for values not finite in `dtype`,
+// unsupported for RoPE settings config.json cannot hold.
+inline void write_hf_model(const llama_model& model, const std::string& dir, safetensors_dtype dtype = safetensors_dtype::f32,
+                           const std::vector<std::pair<std::string, std::string>>& extra_files = {},
+                           std::vector<std::string> inputs = {}) {
   namespace fs = std::filesystem;
   const llama_config& c = model.config;
   c.validate(dir);
@@ -397,17 +430,25 @@ inline void write_hf_model(const llama_model& model, const std::string& dir, saf
   add_vector("model.norm.weight", model.final_norm);
   if (model.output.size() > 0) add_matrix("lm_head.weight", model.output, vocab, dim);
 
-  fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir)) throw io_error(dir + ": cannot create the output folder");
-  std::vector<std::string> inputs;
   if (!model.source_path.empty()) inputs.push_back(model.source_path);
-  write_safetensors((fs::path(dir) / "model.safetensors").string(), std::move(entries), dtype, {{"format", "pt"}}, inputs);
-  const std::string text = config.dump(2) + "\n";
-  atomic_file_writer out((fs::path(dir) / "config.json").string(), inputs);
+  for (const auto& [name, from] : extra_files) inputs.push_back(from);
+  auto ends_with = [](const std::string& s, const char* suffix) {
+    const std::size_t n = std::strlen(suffix);
+    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+  };
+  atomic_folder_writer folder(dir, inputs, [&](const std::string& name) {
+    return !(ends_with(name, ".safetensors") || ends_with(name, ".safetensors.index.json") || ends_with(name, ".bin") ||
+             ends_with(name, ".pt") || ends_with(name, ".pth"));
+  });
+  write_safetensors(folder.file("model.safetensors"), std::move(entries), dtype, {{"format", "pt"}}, inputs);
+  const std::string text = config.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  atomic_file_writer out(folder.file("config.json"), inputs);
   out.write(text.data(), text.size());
   out.commit([&](const std::string& temp) {
     parse_hf_llama_config(detail::hf_io::parse_json_file(temp), temp);
   });
+  for (const auto& [name, from] : extra_files) copy_file_atomically(from, folder.file(name), inputs);
+  folder.commit();
 }
 
 }  // namespace v0

@@ -78,6 +78,7 @@ class llama2c_tokenizer final : public tokenizer {
       throw format_error(path, "", offset,
                          std::to_string(file.size() - offset) + " bytes follow the " + std::to_string(vocab_size) +
                              " tokens: the file holds a larger vocabulary than vocab_size");
+    file.check_intact();
     // run.c looks pieces up by exact string; with duplicates the first id wins here.
     lookup_.reserve(pieces_.size() * 2);
     for (int i = 0; i < vocab_size; ++i) lookup_.emplace(pieces_[static_cast<std::size_t>(i)], i);

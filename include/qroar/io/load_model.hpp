@@ -2,9 +2,14 @@
 // One entry point for every model format qroar reads.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <string>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../config.hpp"
 #include "../error.hpp"
@@ -42,9 +47,14 @@ struct model_load_options {
 // Throws io_error when `path` does not exist or cannot be read.
 inline model_format detect_model_format(const std::string& path) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw io_error(path + ": no such file or directory");
-  if (fs::is_directory(path, ec)) return model_format::hf_folder;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)  // the reason: "No such file or directory", "Permission denied", ...
+    throw io_error(path + ": cannot open: " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) {
+    if (::access(path.c_str(), R_OK | X_OK) != 0)
+      throw io_error(path + ": cannot read the folder: " + std::strerror(errno));
+    return model_format::hf_folder;
+  }
   const fs::path p(path);
   const std::string name = p.filename().string();
   auto ends_with = [&](const std::string& suffix) {
@@ -74,6 +84,7 @@ inline model_format detect_model_format(const std::string& path) {
 // load_hf_model, load_gguf_model and load_llama2c, plus unsupported for a file of no known format.
 inline llama_model load_model(const std::string& path, const model_load_options& options = {}) {
   namespace fs = std::filesystem;
+  const long faults_before = detail::mapping_faults.load();  // a file truncated while read: io_error, not SIGBUS
   llama_model m;
   switch (detect_model_format(path)) {
     case model_format::hf_folder: {
@@ -100,6 +111,7 @@ inline llama_model load_model(const std::string& path, const model_load_options&
     m.config.original_ctx = options.original_ctx;
     if (m.config.rope.type != rope_type::none) m.config.rope.original_ctx = options.original_ctx;
   }
+  check_no_mapping_faults(faults_before, path);
   return m;
 }
 

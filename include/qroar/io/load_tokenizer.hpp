@@ -45,10 +45,22 @@ inline spm_vocabulary gguf_vocabulary(const gguf_file& f) {
   return v;
 }
 
+namespace detail {
+// A vocabulary larger than the model's embedding would map the extra ids to nothing (or text to unk): refused.
+inline std::unique_ptr<tokenizer> fits_model(std::unique_ptr<tokenizer> t, const std::string& path, int vocab_size) {
+  if (vocab_size > 0 && t->vocab_size() > vocab_size)
+    throw format_error(path, "", 0, "the tokenizer's vocabulary holds " + std::to_string(t->vocab_size()) +
+                                        " tokens, the model's embedding only " + std::to_string(vocab_size) + " rows");
+  return t;
+}
+}  // namespace detail
+
 // Opens the tokenizer for a model. With an explicit `tokenizer_path`: a SentencePiece `.model` (needs
 // libsentencepiece), a `.gguf` (its embedded vocabulary) or a llama2.c `tokenizer.bin` (with `vocab_size`
 // entries). Without one: a GGUF model's embedded vocabulary; a Hugging Face folder's tokenizer.model; for a
 // llama2.c checkpoint, `tokenizer.bin`, `tok<vocab_size>.bin` or `tokenizer.model` in the checkpoint's folder.
+// A vocabulary of more than `vocab_size` tokens (the model's embedding rows; 0: unknown) is a format_error naming
+// both sizes.
 inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_path, const std::string& model_path,
                                                  int vocab_size) {
   namespace fs = std::filesystem;
@@ -63,14 +75,15 @@ inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_pa
 #endif
   };
   auto open = [&](const std::string& p) -> std::unique_ptr<tokenizer> {
-    if (ends_with(p, ".model")) return open_spm_model(p);
-    if (ends_with(p, ".gguf")) return std::make_unique<spm_tokenizer>(gguf_vocabulary(gguf_file::open(p)));
-    return std::make_unique<llama2c_tokenizer>(p, vocab_size);
+    if (ends_with(p, ".model")) return detail::fits_model(open_spm_model(p), p, vocab_size);
+    if (ends_with(p, ".gguf"))
+      return detail::fits_model(std::make_unique<spm_tokenizer>(gguf_vocabulary(gguf_file::open(p))), p, vocab_size);
+    return detail::fits_model(std::make_unique<llama2c_tokenizer>(p, vocab_size), p, vocab_size);
   };
   if (!tokenizer_path.empty()) return open(tokenizer_path);
   if (fs::is_directory(model_path)) {
     const auto p = fs::path(model_path) / "tokenizer.model";
-    if (fs::exists(p)) return open_spm_model(p.string());
+    if (fs::exists(p)) return detail::fits_model(open_spm_model(p.string()), p.string(), vocab_size);
     throw invalid_argument(model_path + ": no tokenizer.model in the folder; pass --tokenizer");
   }
   if (ends_with(model_path, ".gguf")) return open(model_path);

@@ -61,6 +61,10 @@ namespace detail {
 inline hf_rope_settings parse_hf_rope_json(const nlohmann::json& config, const std::string& where) {
   if (!config.is_object()) throw invalid_argument(where + ": expected a JSON object");
   hf_rope_settings out;
+  for (const char* key : {"rope_parameters", "rope_scaling"})  // HF: a dict or null; a string ("yarn") means nothing
+    if (config.contains(key) && !config[key].is_object() && !config[key].is_null())
+      throw format_error(where, "", 0, std::string("'") + key + "' must be a JSON object or null, got " +
+                                           config[key].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   const nlohmann::json* params = nullptr;
   if (config.contains("rope_parameters") && config["rope_parameters"].is_object()) params = &config["rope_parameters"];
   else if (config.contains("rope_scaling") && config["rope_scaling"].is_object()) params = &config["rope_scaling"];
@@ -80,6 +84,10 @@ inline hf_rope_settings parse_hf_rope_json(const nlohmann::json& config, const s
   if (!(partial > 0.0 && partial <= 1.0)) throw invalid_argument(where + ": partial_rotary_factor must be in (0, 1]");
   out.dims.head_dim = head_dim;
   out.dims.rotary_dim = static_cast<int>(head_dim * partial);
+  if (head_dim > 0 && out.dims.rotary_dim < 2)  // 0 would read as "the whole head" (full rotary)
+    throw invalid_argument(where + ": partial_rotary_factor " + std::to_string(partial) + " of head_dim " +
+                           std::to_string(head_dim) + " leaves " + std::to_string(out.dims.rotary_dim) +
+                           " rotary channels (at least 2 are needed)");
   out.dims.base = theta;
   out.dims.layout = pair_layout::half_split;  // HF modeling code: rotate_half
 

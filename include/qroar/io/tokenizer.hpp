@@ -84,6 +84,7 @@ inline std::vector<int> read_token_ids(const std::string& path, int vocab_size =
                          "token id " + shown() + " is out of range for a vocabulary of " + std::to_string(vocab_size));
     ids.push_back(static_cast<int>(value));
   }
+  file.check_intact();
   return ids;
 }
 

@@ -296,6 +296,7 @@ inline void run_layers(const llama_model& model, tensor& x, int first_layer, kv_
   QROAR_ASSERT(cache == nullptr || start + n <= cache->capacity(), "kv cache too small");
   QROAR_ASSERT(start + n <= table.cos.rows(), "rope table too short");
   QROAR_ASSERT(first_layer >= 0 && first_layer <= c.n_layers, "first_layer out of range");
+  const flush_denormals_scope denormals;  // denormals.hpp
   const forward_buffers_lease lease;
   tensor &xb = lease->xb, &att = lease->att, &proj = lease->proj, &h1 = lease->h1, &h3 = lease->h3;
 
@@ -365,6 +366,7 @@ inline tensor embed_tokens(const llama_model& model, const std::vector<int>& tok
 // `table` must hold rows for every position up to cache.length + n - 1 (row index = absolute position).
 inline tensor forward_hidden(const llama_model& model, const std::vector<int>& tokens, kv_cache& cache,
                              const rope_table& table, int threads = 0, const forward_hooks* hooks = nullptr) {
+  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
   tensor x = embed_tokens(model, tokens);
   forward_layers(model, x, 0, cache, table, threads, hooks);
   if (hooks && hooks->last_layer >= 0) return x;
@@ -377,6 +379,7 @@ inline tensor forward_hidden(const llama_model& model, const std::vector<int>& t
 // window_nll, which never holds all logits at once.
 inline tensor forward_logits(const llama_model& model, const std::vector<int>& tokens, const rope_table& table,
                              int threads = 0, const forward_hooks* hooks = nullptr) {
+  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
   kv_cache cache(model.config, static_cast<int>(tokens.size()));
   const tensor hidden = forward_hidden(model, tokens, cache, table, threads, hooks);
   tensor logits;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "../detail/denormals.hpp"
 #include "../error.hpp"
 #include "forward.hpp"
 
@@ -63,6 +64,7 @@ inline std::vector<long long> window_starts(long long n, const perplexity_option
 
 inline perplexity_result evaluate_perplexity(const llama_model& model, const std::vector<int>& stream,
                                              const perplexity_options& o) {
+  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
   const auto starts = window_starts(static_cast<long long>(stream.size()), o);
   const int stride = o.stride > 0 ? o.stride : o.ctx;
   const int bucket = o.bucket > 0 ? o.bucket : std::max(1, o.ctx / 16);

@@ -157,10 +157,15 @@ inline void rope_scaling::validate(const rope_dims& dims) const {
   if (type == rope_type::dynamic && dims.rotary() <= 2)
     throw invalid_argument("RoPE scaling 'dynamic' needs rotary_dim > 2 (exponent d/(d-2))");
   if (type == rope_type::yarn || type == rope_type::yarn_ggml) {
-    if (!(beta_fast > 0.0) || !(beta_slow > 0.0))
-      throw invalid_argument("YaRN beta_fast and beta_slow must be positive");
-    if (attention_factor && !(*attention_factor > 0.0))
-      throw invalid_argument("YaRN attention_factor must be positive");
+    if (!(beta_fast > 0.0) || !(beta_slow > 0.0) || !std::isfinite(beta_fast) || !std::isfinite(beta_slow))
+      throw invalid_argument("YaRN beta_fast and beta_slow must be positive and finite");
+    if (!(beta_fast > beta_slow))  // the same rule as bands_by_wavelength: beta_fast bounds the high-frequency side
+      throw invalid_argument("YaRN needs beta_fast > beta_slow, got beta_fast " + std::to_string(beta_fast) +
+                             " and beta_slow " + std::to_string(beta_slow));
+    if (!std::isfinite(mscale) || !std::isfinite(mscale_all_dim) || !std::isfinite(ext_factor) || !std::isfinite(attn_factor))
+      throw invalid_argument("YaRN mscale, mscale_all_dim, ext_factor and attn_factor must be finite");
+    if (attention_factor && (!(*attention_factor > 0.0) || !std::isfinite(*attention_factor)))
+      throw invalid_argument("YaRN attention_factor must be positive and finite");
   }
   if (type == rope_type::llama3) {
     if (!(high_freq_factor > low_freq_factor) || !(low_freq_factor > 0.0))

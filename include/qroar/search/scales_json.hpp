@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -10,6 +11,7 @@
 
 #include "../error.hpp"
 #include "../io/atomic_write.hpp"
+#include "../io/read_file.hpp"
 #include "band_scales.hpp"
 
 namespace qroar {
@@ -65,6 +67,11 @@ inline nlohmann::ordered_json band_scales_to_json(const band_scales& s, const ll
   return j;
 }
 
+// How far a stored key factor may be from what the variant label implies (query_only: 1; symmetric: 1/query,
+// checked as |query * key - 1|): qroar writes both in full double precision (shortest round-trip form), so the
+// slack only admits hand-written files with ten significant digits.
+inline constexpr double scales_label_tolerance = 1e-9;
+
 // Parses and validates a band-scales document against a model. `where` names the file in errors.
 inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_config& c, const std::string& where) {
   auto bad = [&](const std::string& what) -> invalid_argument { return invalid_argument(where + ": " + what); };
@@ -115,6 +122,13 @@ inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_co
         if (!(q[b] > 0.0) || !(k[b] > 0.0) || !std::isfinite(q[b]) || !std::isfinite(k[b]) || q[b] > 1e4 ||
             k[b] > 1e4 || q[b] < 1e-4 || k[b] < 1e-4)
           throw bad("factors must be finite and in [1e-4, 1e4]");
+        // the label must say what the factors do: query_only leaves W_K alone, symmetric scales it by 1/g
+        if (variant == scale_variant::query_only && std::abs(k[b] - 1.0) > scales_label_tolerance)
+          throw bad("variant query_only, but unit " + std::to_string(u) + " band " + std::to_string(b) +
+                    " has key factor " + std::to_string(k[b]) + " (must be 1)");
+        if (variant == scale_variant::symmetric && std::abs(q[b] * k[b] - 1.0) > scales_label_tolerance)
+          throw bad("variant symmetric, but unit " + std::to_string(u) + " band " + std::to_string(b) + " has key factor " +
+                    std::to_string(k[b]) + ", not the reciprocal of its query factor " + std::to_string(q[b]));
         s.query[s.index(u, static_cast<int>(b))] = q[b];
         s.key[s.index(u, static_cast<int>(b))] = k[b];
       }
@@ -127,11 +141,10 @@ inline band_scales band_scales_from_json(const nlohmann::json& j, const llama_co
 }
 
 inline band_scales read_band_scales(const std::string& path, const llama_config& c) {
-  std::ifstream in(path);
-  if (!in) throw io_error(path + ": cannot open");
+  const std::string text = read_regular_file(path, max_json_bytes, "band-scales JSON");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     const auto* pe = dynamic_cast<const nlohmann::json::parse_error*>(&e);
     throw format_error(path, "", pe && pe->byte > 0 ? pe->byte - 1 : 0, std::string("not valid JSON: ") + e.what());
@@ -141,7 +154,7 @@ inline band_scales read_band_scales(const std::string& path, const llama_config&
 
 inline void write_band_scales(const std::string& path, const band_scales& s, const llama_config& c,
                               const nlohmann::ordered_json& provenance = {}) {
-  const std::string text = band_scales_to_json(s, c, provenance).dump(2) + "\n";
+  const std::string text = band_scales_to_json(s, c, provenance).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   atomic_file_writer w(path);
   w.write(text.data(), text.size());
   w.commit([&](const std::string& tmp) {

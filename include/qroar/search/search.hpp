@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../detail/denormals.hpp"
 #include "../diag/diagnostics.hpp"
 #include "../model/perplexity.hpp"
 #include "../quant/equivariance.hpp"
@@ -526,6 +527,7 @@ class search_state {
 // dev windows (token ids, each run at positions 0..n-1; use windows longer than the trained context).
 inline search_result search_band_scales(const llama_model& model, const std::vector<std::vector<int>>& dev_windows,
                                         const search_options& o) {
+  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
   const llama_config& c = model.config;
   if (dev_windows.empty()) throw invalid_argument("the search needs at least one dev window");
   for (const auto& w : dev_windows)
