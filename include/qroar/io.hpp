@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // I/O module: model files (llama2.c, GGUF, safetensors / Hugging Face folders), tokenizers, RoPE config JSON,
-// atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece and is included separately.)
+// atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece, qroar/io/hf_tokenizer.hpp PCRE2 and utf8proc;
+// they are included separately.)
 #pragma once
 
 #include "io/atomic_write.hpp"
+#include "io/bpe_model.hpp"
 #include "io/gguf.hpp"
 #include "io/gguf_model.hpp"
 #include "io/hf_model.hpp"
@@ -17,3 +19,4 @@
 #include "io/spm_tokenizer.hpp"
 #include "io/text.hpp"
 #include "io/tokenizer.hpp"
+#include "io/utf8.hpp"

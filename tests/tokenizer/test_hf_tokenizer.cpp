@@ -1,0 +1,148 @@
+// qroar::hf_tokenizer (tokenizer.json) against Hugging Face's tokenizer logic for JavaScript (@lenml/tokenizers, run
+// with node by tests/tokenizer/hf_reference.sh into the build folder), plus error handling on small documents.
+#if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER
+#include <qroar/io/hf_tokenizer.hpp>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "tokenizer_test_support.hpp"
+
+namespace {
+
+using qroar_test::read_bytes;
+
+// tokenize 1 MB (10^6 bytes) of text in under a second (issue 19), optimized builds only.
+constexpr double max_seconds_per_megabyte = 1.0;
+
+// The reference written by hf_reference.js; empty when QROAR_HF_REFERENCE is unset (the test case is then
+// skipped by doctest unless run with --no-skip, as the hf_tokenizers CTest entry does, after fetching).
+nlohmann::json hf_reference() {
+  const char* p = std::getenv("QROAR_HF_REFERENCE");
+  REQUIRE_MESSAGE(p != nullptr, "QROAR_HF_REFERENCE is unset: run through ctest -L hf_tokenizers");
+  return nlohmann::json::parse(read_bytes(p));
+}
+
+std::string describe_difference(const qroar::hf_tokenizer& tok, const std::vector<int>& got,
+                                const std::vector<int>& want) {
+  std::size_t i = 0;
+  while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
+  std::ostringstream s;
+  s << got.size() << " ids vs " << want.size() << " expected; first difference at " << i << ":";
+  const auto show = [&](const std::vector<int>& v) {
+    for (std::size_t k = i >= 3 ? i - 3 : 0; k < std::min(v.size(), i + 4); ++k)
+      s << ' ' << v[k] << "'" << (v[k] < tok.vocab_size() ? tok.token_text(v[k]) : std::string("?")) << "'";
+  };
+  s << "\n  got: ";
+  show(got);
+  s << "\n  want:";
+  show(want);
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("hf_tokenizer: ids identical to transformers.js on real tokenizers and texts" * doctest::skip()) {
+  const auto ref = hf_reference();
+  const auto& texts = ref.at("texts");
+  for (auto it = ref.at("tokenizers").begin(); it != ref.at("tokenizers").end(); ++it) {
+    const std::string name = it.key();
+    const auto& entry = it.value();
+    const std::string folder = entry.at("folder").get<std::string>();
+    CAPTURE(name);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto tok = qroar::hf_tokenizer::from_file(folder + "/tokenizer.json");
+    const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool nfc = read_bytes(folder + "/tokenizer.json").find("\"NFC\"") != std::string::npos;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      const std::string path = texts[i].get<std::string>();
+      CAPTURE(path);
+      const std::string text = read_bytes(path);
+      const auto& want = entry.at("ids")[i];
+      for (int special = 0; special < 2; ++special) {
+        CAPTURE(special);
+        const auto got = tok.encode(text, special == 0);
+        const auto expected = want[static_cast<std::size_t>(special)].get<std::vector<int>>();
+        CHECK_MESSAGE(got == expected, describe_difference(tok, got, expected));
+      }
+      // decode(encode(x)) is x (as read: U+FFFD for invalid UTF-8; NFC when the tokenizer normalizes), except for
+      // texts spelling special tokens (BOS/EOS decode to nothing, SentencePiece-style prefixes reappear).
+      if (path.find("specials") == std::string::npos) {
+        std::string expected = qroar::sanitize_utf8(text);
+        if (nfc) expected = qroar::unicode_normalize(expected, qroar::unicode_form::nfc);
+        CHECK(tok.decode_all(tok.encode(text, true)) == expected);
+      }
+    }
+    // Speed, side by side with the JavaScript reference on the same text.
+    const std::string speed_text = read_bytes(ref.at("speed_text").get<std::string>());
+    const auto s0 = std::chrono::steady_clock::now();
+    const auto ids = tok.encode(speed_text, true);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    const double js_seconds = entry.at("speed").at("seconds").get<double>();
+    CHECK(static_cast<long long>(ids.size()) == entry.at("speed").at("tokens").get<long long>());
+    const double megabytes = static_cast<double>(speed_text.size()) / 1e6;
+    MESSAGE(name << ": load " << load_seconds << " s; " << speed_text.size() << " bytes in " << seconds << " s ("
+                 << seconds / megabytes << " s/MB), transformers.js " << js_seconds << " s: " << js_seconds / seconds
+                 << "x faster");
+#ifdef NDEBUG
+    CHECK(seconds / megabytes < max_seconds_per_megabyte);
+#endif
+  }
+}
+
+namespace {
+
+nlohmann::json tiny_byte_level() {
+  // A byte-level BPE over the alphabet of "ab " with two merges, in the shape of a GPT-2 tokenizer.json.
+  return nlohmann::json::parse(R"({
+    "added_tokens": [{"id": 5, "content": "<|end|>", "special": true, "normalized": false}],
+    "normalizer": null,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+    "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "<|end|>", "type_id": 0}}], "special_tokens": {"<|end|>": {"id": "<|end|>", "ids": [5]}}},
+    "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "\u0120": 2, "ab": 3, "\u0120ab": 4},
+              "merges": ["a b", ["\u0120", "ab"]]}
+  })");
+}
+
+}  // namespace
+
+TEST_CASE("hf_tokenizer: merges in both forms, special tokens, post-processor suffix, decode") {
+  const qroar::hf_tokenizer tok(tiny_byte_level(), nlohmann::json::object(), "tiny.json");
+  CHECK(tok.vocab_size() == 6);
+  // "ab ab<|end|>": words "ab", " ab" -> 3, 4; the special token whole; the template's suffix 5 at the end.
+  CHECK(tok.encode("ab ab<|end|>", false) == std::vector<int>{3, 4, 5});
+  CHECK(tok.encode("ab ab<|end|>", true) == std::vector<int>{3, 4, 5, 5});
+  CHECK(tok.eos_id() == 5);
+  CHECK(tok.decode_all({3, 4, 0, 1}) == "ab abab");
+  CHECK_THROWS_AS(tok.decode(-1, 6), qroar::invalid_argument);
+}
+
+TEST_CASE("hf_tokenizer: malformed documents are format errors naming the file and offset") {
+  const auto dir = std::filesystem::temp_directory_path();
+  {
+    qroar_test::temp_file f("bad.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, ]");
+    try {
+      (void)qroar::hf_tokenizer::from_file(f.path.string());
+      FAIL("no error");
+    } catch (const qroar::format_error& e) {
+      CHECK(e.file() == f.path.string());
+      CHECK(e.offset() == 45);  // the ']' (0-based)
+    }
+  }
+  auto j = tiny_byte_level();
+  j["model"]["vocab"]["huge"] = 1000000;  // an id far beyond the 7 tokens: would size the id table
+  CHECK_THROWS_AS(qroar::hf_tokenizer(j, nullptr, "x.json"), qroar::format_error);
+  j = tiny_byte_level();
+  j["model"]["merges"] = nlohmann::json::array({"ab"});
+  CHECK_THROWS_AS(qroar::hf_tokenizer(j, nullptr, "x.json"), qroar::format_error);
+  j = tiny_byte_level();
+  j["model"]["type"] = "WordPiece";
+  CHECK_THROWS_AS(qroar::hf_tokenizer(j, nullptr, "x.json"), qroar::unsupported);
+  j = tiny_byte_level();
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+  CHECK_THROWS_AS(qroar::hf_tokenizer(j, nullptr, "x.json"), qroar::invalid_argument);
+}
+
+#endif  // QROAR_HAS_HF_TOKENIZER
