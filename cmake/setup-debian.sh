@@ -3,7 +3,7 @@
 # Usage: sh cmake/setup-debian.sh   (as root, or with sudo available)
 set -eu
 packages="cmake g++ make libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev doctest-dev libbenchmark-dev \
-libcli11-dev libfmt-dev libsentencepiece-dev libpcre2-dev libutf8proc-dev nodejs npm clang libclang-rt-14-dev"
+libcli11-dev libfmt-dev libsentencepiece-dev libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

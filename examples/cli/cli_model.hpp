@@ -31,11 +31,12 @@ struct model_options {
   bool json = false, quiet = false;
   rope_options rope;
   CLI::Option* rope_type_opt = nullptr;
+  mutable std::shared_ptr<qroar::tokenizer> tokenizer_;
 
   void add_to(CLI::App& app, bool needs_text = true) {
     app.add_option("--model", model_path, "llama2.c .bin, .gguf, or Hugging Face folder")->required();
     if (needs_text) {
-      auto* text = app.add_option("--text", text_path, "UTF-8 text file (tokenized with BOS first)")
+      auto* text = app.add_option("--text", text_path, "UTF-8 text file (Gutenberg header/footer dropped; tokenized with the tokenizer's BOS)")
                        ->check(CLI::ExistingFile);
       auto* toks = app.add_option("--tokens", tokens_path, "file of whitespace-separated token ids (used exactly)")
                        ->check(CLI::ExistingFile);
@@ -46,8 +47,8 @@ struct model_options {
       app.add_option("--bucket", bucket, "width of the per-position NLL buckets (default ctx/16)")
           ->check(CLI::PositiveNumber);
     }
-    app.add_option("--tokenizer", tokenizer_path, "tokenizer (.model SentencePiece, llama2.c tokenizer.bin, .gguf)")
-        ->check(CLI::ExistingFile);
+    app.add_option("--tokenizer", tokenizer_path, "tokenizer: tokenizer.json, SentencePiece .model, GGUF or llama2.c tokenizer.bin (recognised by content), or a folder with one")
+        ->check(CLI::ExistingPath);
     rope.add_to(app);
     rope_type_opt = app.get_option("--rope");
     app.add_option("--rope-config", rope_config, "config.json with rope_scaling / rope_parameters")
@@ -69,8 +70,19 @@ struct model_options {
     app.add_flag("--quiet,-q", quiet, "no progress bars");
   }
 
-  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K.
+  // The tokenizer of --tokenizer or of the model, opened once. `rows` > 0: checked against the model's embedding
+  // rows (check_tokenizer_fits).
+  const qroar::tokenizer& tokenizer(int rows = 0) const {
+    if (!tokenizer_) tokenizer_ = qroar::load_tokenizer(tokenizer_path, model_path, rows);
+    if (rows > 0) qroar::check_tokenizer_fits(*tokenizer_, rows, tokenizer_name(), model_path);
+    return *tokenizer_;
+  }
+  std::string tokenizer_name() const { return tokenizer_path.empty() ? "of " + model_path : tokenizer_path; }
+
+  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K. With --text, the tokenizer is opened
+  // first: a missing or broken tokenizer is reported before the weights load.
   qroar::llama_model load_model() const {
+    if (!text_path.empty() && tokens_path.empty()) (void)tokenizer();
     auto m = qroar::load_model(model_path);
     if (original_ctx > 0) m.config.original_ctx = original_ctx;
     if (m.config.original_ctx <= 0)
@@ -111,12 +123,14 @@ struct model_options {
   std::vector<int> token_stream(const qroar::llama_model& m) const {
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
-    const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
+    const auto& tok = tokenizer(m.config.vocab_size);
     std::ifstream in(text_path, std::ios::binary);
     if (!in) throw qroar::io_error(text_path + ": cannot open");
     std::stringstream ss;
     ss << in.rdbuf();
-    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    auto ids = tok.encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &ids);
+    return ids;
   }
 
   qroar::quant_spec quant_spec() const { return qroar::parse_quant_spec(quant); }
@@ -140,11 +154,13 @@ struct model_options {
     head.resize(static_cast<std::size_t>(in.gcount()));
     const bool ids = !head.empty() && head.find_first_not_of("0123456789 \t\r\n") == std::string::npos;
     if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
-    const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
+    const auto& tok = tokenizer(m.config.vocab_size);
     std::stringstream ss;
     in.seekg(0);
     ss << in.rdbuf();
-    return tok->encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    auto stream = tok.encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
+    qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &stream);
+    return stream;
   }
 
   // Applies the weight part of --quant to `m` in place (GPTQ calibrates on --calib) and returns the forward hooks

@@ -1,7 +1,9 @@
 // qroar::hf_tokenizer (tokenizer.json) against Hugging Face's tokenizer logic for JavaScript (@lenml/tokenizers, run
 // with node by tests/tokenizer/hf_reference.sh into the build folder), plus error handling on small documents.
 #if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER
+#include <qroar/io/gguf_bpe_tokenizer.hpp>
 #include <qroar/io/hf_tokenizer.hpp>
+#include <qroar/io/load_tokenizer.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -88,6 +90,88 @@ TEST_CASE("hf_tokenizer: ids identical to transformers.js on real tokenizers and
     CHECK(seconds / megabytes < max_seconds_per_megabyte);
 #endif
   }
+}
+
+namespace {
+
+// A GGUF holding a byte-level tokenizer.json's vocabulary the way llama.cpp's convert_hf_to_gguf.py writes it
+// (tokens by id, merges as "a b", special added tokens as control, other added tokens as user-defined, BOS/EOS ids
+// and add_bos_token from the tokenizer), no tensors.
+void write_gguf_vocabulary(const std::string& folder, const qroar::hf_tokenizer& tok, const std::string& pre,
+                           const std::string& path) {
+  using qroar::gguf_value;
+  const auto j = nlohmann::json::parse(read_bytes(folder + "/tokenizer.json"));
+  std::vector<std::string> tokens;
+  std::vector<std::int32_t> types;
+  std::unordered_map<int, bool> added;
+  for (const auto& a : j.at("added_tokens")) added[a.at("id").get<int>()] = a.value("special", false);
+  for (int id = 0; id < tok.vocab_size(); ++id) {
+    tokens.push_back(tok.token_text(id));
+    const auto it = added.find(id);
+    types.push_back(it == added.end() ? 1 : it->second ? 3 : 4);
+  }
+  std::vector<std::string> merges;
+  for (const auto& m : j.at("model").at("merges"))
+    merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
+  qroar::gguf_writer w;
+  w.set("general.architecture", gguf_value::string("llama"));
+  w.set("tokenizer.ggml.model", gguf_value::string("gpt2"));
+  w.set("tokenizer.ggml.pre", gguf_value::string(pre));
+  w.set("tokenizer.ggml.tokens", gguf_value::array_of(tokens));
+  w.set("tokenizer.ggml.token_type", gguf_value::array_of(types));
+  w.set("tokenizer.ggml.merges", gguf_value::array_of(merges));
+  if (tok.bos_id() >= 0) w.set("tokenizer.ggml.bos_token_id", gguf_value::u32(static_cast<std::uint32_t>(tok.bos_id())));
+  if (tok.eos_id() >= 0) w.set("tokenizer.ggml.eos_token_id", gguf_value::u32(static_cast<std::uint32_t>(tok.eos_id())));
+  w.set("tokenizer.ggml.add_bos_token", gguf_value::boolean(!tok.special_prefix().empty()));
+  w.write(path);
+}
+
+}  // namespace
+
+TEST_CASE("gguf_bpe_tokenizer: GGUF vocabularies built from byte-level tokenizer.json give transformers.js' ids"
+          * doctest::skip()) {
+  // llama.cpp does not apply Qwen's NFC normalizer: texts that NFC changes are left out for qwen2 (docs/tokenizers.md).
+  const auto ref = hf_reference();
+  const auto& texts = ref.at("texts");
+  const std::vector<std::pair<std::string, std::string>> cases{{"llama3", "llama-bpe"}, {"llama3_1", "llama-bpe"},
+                                                                {"qwen3", "qwen2"}};
+  for (const auto& [name, pre] : cases) {
+    CAPTURE(name);
+    const auto& entry = ref.at("tokenizers").at(name);
+    const std::string folder = entry.at("folder").get<std::string>();
+    const auto hf = qroar::hf_tokenizer::from_file(folder + "/tokenizer.json");
+    const qroar_test::temp_file gguf("vocab_" + name + ".gguf", "");
+    write_gguf_vocabulary(folder, hf, pre, gguf.path.string());
+    const auto tok = qroar::load_tokenizer("", gguf.path.string(), 0);
+    REQUIRE(dynamic_cast<const qroar::hf_tokenizer*>(tok.get()) != nullptr);
+    CHECK(tok->vocab_size() == hf.vocab_size());
+    if (hf.bos_id() >= 0) CHECK(tok->bos_id() == hf.bos_id());  // none (Qwen): llama.cpp's BPE default id 11
+    CHECK(tok->eos_id() == hf.eos_id());
+    int compared = 0;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      const std::string path = texts[i].get<std::string>();
+      CAPTURE(path);
+      const std::string text = read_bytes(path);
+      const std::string clean = qroar::sanitize_utf8(text);
+      if (pre == "qwen2" && qroar::unicode_normalize(clean, qroar::unicode_form::nfc) != clean) continue;
+      const auto& hf_tok = dynamic_cast<const qroar::hf_tokenizer&>(*tok);
+      for (int special = 0; special < 2; ++special) {
+        const auto got = tok->encode(text, special == 0);
+        const auto expected = entry.at("ids")[i][static_cast<std::size_t>(special)].get<std::vector<int>>();
+        CHECK_MESSAGE(got == expected, describe_difference(hf_tok, got, expected));
+      }
+      ++compared;
+    }
+    CHECK(compared + 2 >= static_cast<int>(texts.size()));  // at most the two non-NFC texts left out
+  }
+}
+
+TEST_CASE("gguf_bpe_tokenizer: llama.cpp's pre-tokenizer names") {
+  for (const char* pre : {"llama-bpe", "llama3", "qwen2", "smollm", "gpt-2", "default", ""})
+    CHECK_FALSE(qroar::gguf_bpe_pre_regexes(pre).empty());
+  CHECK(qroar::gguf_bpe_pre_regexes("smollm").size() == 2);
+  CHECK(qroar::gguf_bpe_pre_regexes("default").size() == 4);
+  CHECK(qroar::gguf_bpe_pre_regexes("no-such-pre").empty());
 }
 
 namespace {
