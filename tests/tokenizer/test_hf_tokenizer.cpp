@@ -229,4 +229,109 @@ TEST_CASE("hf_tokenizer: malformed documents are format errors naming the file a
   CHECK_THROWS_AS(qroar::hf_tokenizer(j, nullptr, "x.json"), qroar::invalid_argument);
 }
 
+#else
+
+#include <doctest/doctest.h>
+
+TEST_CASE("hf_tokenizer: not built") {
+  MESSAGE("SKIPPED: PCRE2 or utf8proc was not found (libpcre2-dev, libutf8proc-dev); the tokenizer.json tests did not run");
+}
+
 #endif  // QROAR_HAS_HF_TOKENIZER
+
+#if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER && defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
+#include <qroar/io/sentencepiece_tokenizer.hpp>
+
+namespace {
+
+// Code points of a UTF-8 string, each as its bytes.
+std::vector<std::string> code_points(const std::string& s) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = std::min(qroar::utf8_sequence_length(static_cast<unsigned char>(s[i])), s.size() - i);
+    out.push_back(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// The tokenizer.json transformers writes for a SentencePiece BPE model (convert_slow_tokenizer.py LlamaConverter
+// and SentencePieceExtractor): vocab = the pieces; merges = every split of a piece into two pieces, ordered by the
+// piece's score (descending, stable), within one piece by the ids of the two parts; normalizer Prepend "▁" +
+// Replace " " -> "▁", no pre-tokenizer, byte_fallback, fuse_unk; decoder Replace, ByteFallback, Fuse, Strip 1.
+nlohmann::json llama_converter(const sentencepiece::SentencePieceProcessor& sp) {
+  const int n = sp.GetPieceSize();
+  nlohmann::json vocab = nlohmann::json::object();
+  std::unordered_map<std::string, int> ids;
+  for (int i = 0; i < n; ++i) {
+    vocab[sp.IdToPiece(i)] = i;
+    ids[sp.IdToPiece(i)] = i;
+  }
+  struct merge {
+    std::string left, right;
+    float score;
+  };
+  std::vector<merge> merges;
+  for (int i = 0; i < n; ++i) {
+    const auto cps = code_points(sp.IdToPiece(i));
+    std::vector<merge> local;
+    std::string left;
+    for (std::size_t k = 1; k < cps.size(); ++k) {
+      left += cps[k - 1];
+      std::string right;
+      for (std::size_t r = k; r < cps.size(); ++r) right += cps[r];
+      if (ids.count(left) && ids.count(right)) local.push_back({left, right, sp.GetScore(i)});
+    }
+    std::stable_sort(local.begin(), local.end(), [&](const merge& a, const merge& b) {
+      return std::make_pair(ids[a.left], ids[a.right]) < std::make_pair(ids[b.left], ids[b.right]);
+    });
+    merges.insert(merges.end(), local.begin(), local.end());
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const merge& a, const merge& b) { return a.score > b.score; });
+  nlohmann::json merge_list = nlohmann::json::array();
+  for (const auto& m : merges) merge_list.push_back({m.left, m.right});
+  nlohmann::json added = nlohmann::json::array();
+  for (int i = 0; i < n; ++i)
+    if (sp.IsControl(i) || sp.IsUnknown(i))
+      added.push_back({{"id", i}, {"content", sp.IdToPiece(i)}, {"special", true}, {"normalized", false}});
+  const std::string space = "\xE2\x96\x81";
+  nlohmann::json j;
+  j["added_tokens"] = added;
+  j["normalizer"] = {{"type", "Sequence"},
+                     {"normalizers", {{{"type", "Prepend"}, {"prepend", space}},
+                                      {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}}}}};
+  j["pre_tokenizer"] = nullptr;
+  j["decoder"] = {{"type", "Sequence"},
+                  {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
+                                {{"type", "ByteFallback"}}, {{"type", "Fuse"}},
+                                {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
+  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}, {"unk_token", sp.IdToPiece(sp.unk_id())},
+                {"byte_fallback", true}, {"fuse_unk", true}};
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("hf_tokenizer: Llama 2's tokenizer.model converted as transformers does gives libsentencepiece's ids") {
+  const auto model = qroar_test::shared_file("data/models/llama2-tokenizer/tokenizer.model");
+  if (model.empty()) return;
+  const qroar::sentencepiece_tokenizer sp(model.string());
+  const nlohmann::json config = {{"tokenizer_class", "LlamaTokenizer"}, {"add_bos_token", true},
+                                 {"bos_token", "<s>"}, {"eos_token", "</s>"}};
+  const qroar::hf_tokenizer hf(llama_converter(sp.processor()), config, "llama2 (converted)");
+  CHECK(hf.vocab_size() == 32000);
+  CHECK(hf.bos_id() == sp.bos_id());
+  CHECK(hf.eos_id() == sp.eos_id());
+  auto texts = qroar_test::sample_texts();
+  texts.emplace_back("roundtrip_text", qroar_test::roundtrip_text());
+  texts.emplace_back("hard", "  two leading spaces, trailing   \n\ttab \xF0\x9F\x98\x80 \xE6\x97\xA5\xE6\x9C\xAC 12345 it's IT'S");
+  for (const auto& [name, text] : texts) {
+    CAPTURE(name);
+    const auto expected = sp.encode(text, true);
+    const auto got = hf.encode(text, true);
+    CHECK_MESSAGE(got == expected, describe_difference(hf, got, expected));
+    CHECK(hf.decode_all(got) == text);
+  }
+}
+
+#endif
