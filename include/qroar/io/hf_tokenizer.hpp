@@ -145,6 +145,14 @@ class hf_tokenizer final : public tokenizer {
       added_ids_[t.content] = t.id;
     }
     model_ = std::make_unique<bpe_model>(std::move(spec));
+    const std::string space = "\xE2\x96\x81";
+    space_is_token_ = model_->find(space) >= 0;
+    for (const auto& t : id_to_token_)
+      for (std::size_t p = t.find(space, 1); p != std::string::npos; p = t.find(space, p + 1)) {
+        std::size_t b = p - 1;
+        while (b > 0 && (static_cast<unsigned char>(t[b]) & 0xC0) == 0x80) --b;
+        precedes_space_.insert(t.substr(b, p - b));
+      }
 
     normalizer_ = parse_normalizer(tokenizer_json.value("normalizer", nlohmann::json()));
     parse_pre_tokenizer(tokenizer_json.value("pre_tokenizer", nlohmann::json()));
@@ -154,6 +162,8 @@ class hf_tokenizer final : public tokenizer {
       t.match = t.normalized && !normalizer_.empty() ? normalize(t.content) : t.content;
       (t.normalized ? normalized_matcher_ : raw_matcher_).add(t.match, &t);
     }
+    raw_matcher_.finish();
+    normalized_matcher_.finish();
     apply_config(config.is_object() ? config : nlohmann::json::object());
   }
 
@@ -205,17 +215,15 @@ class hf_tokenizer final : public tokenizer {
         }
         const bool first = at_start && sub.begin == 0;
         for (const auto& word : pre_tokenize(part.substr(sub.begin, sub.end - sub.begin), first)) {
-          if (word.size() > max_cached_word_bytes) {
-            model_->encode_word(word, ids);
+          if (!space_is_token_) {
+            if (word.size() <= max_cached_word_bytes) encode_cached(word, cache, ids);
+            else model_->encode_word(word, ids);
             continue;
           }
-          auto it = cache.find(word);
-          if (it == cache.end()) {
-            std::vector<int> w;
-            model_->encode_word(word, w);
-            it = cache.emplace(word, std::move(w)).first;
+          for (const auto& piece : split_at_uncrossable_spaces(word)) {
+            if (piece.size() <= max_cached_word_bytes) encode_cached(piece, cache, ids);
+            else model_->encode_word(piece, ids);
           }
-          ids.insert(ids.end(), it->second.begin(), it->second.end());
         }
         at_start = false;
       }
@@ -225,6 +233,46 @@ class hf_tokenizer final : public tokenizer {
     return ids;
   }
 
+ private:
+  void encode_cached(const std::string& word, std::unordered_map<std::string, std::vector<int>>& cache,
+                     std::vector<int>& ids) const {
+    auto it = cache.find(word);
+    if (it == cache.end()) {
+      std::vector<int> w;
+      model_->encode_word(word, w);
+      it = cache.emplace(word, std::move(w)).first;
+    }
+    ids.insert(ids.end(), it->second.begin(), it->second.end());
+  }
+
+  // A word (SentencePiece-style tokenizers without a pre-tokenizer run BPE over whole stretches of text) cut
+  // before each "▁" that no token can span: one preceded by a code point c that is not "▁" where no token contains
+  // c + "▁". A merge result is a token, so no merge ever crosses such a cut and BPE on the pieces gives exactly
+  // the ids of BPE on the whole word (Mistral: no token has "▁" after another character; Gemma 3: one, ">▁</").
+  // The pieces are then cached like words.
+  std::vector<std::string> split_at_uncrossable_spaces(const std::string& word) const {
+    static const std::string space = "\xE2\x96\x81";
+    std::vector<std::string> out;
+    if (!space_is_token_) {
+      out.push_back(word);
+      return out;
+    }
+    std::size_t start = 0, prev = std::string::npos;  // prev: start of the previous code point
+    for (std::size_t i = 0; i < word.size();) {
+      const std::size_t len = std::min(utf8_sequence_length(static_cast<unsigned char>(word[i])), word.size() - i);
+      if (prev != std::string::npos && i > start && word.compare(i, space.size(), space) == 0 &&
+          word.compare(prev, i - prev, space) != 0 && !precedes_space_.count(word.substr(prev, i - prev))) {
+        out.push_back(word.substr(start, i - start));
+        start = i;
+      }
+      prev = i;
+      i += len;
+    }
+    out.push_back(word.substr(start));
+    return out;
+  }
+
+ public:
   // Bytes of one token (added tokens included, as HF decodes them): byte-level pieces mapped back to bytes (a
   // piece outside the alphabet as written); otherwise the
   // decoder's Replace rules ("▁" -> " "), "<0xAB>" byte pieces as the byte (ByteFallback), and the leading space
@@ -284,11 +332,14 @@ class hf_tokenizer final : public tokenizer {
    public:
     void add(const std::string& s, const added_token* t) {
       if (s.empty()) return;
-      auto& list = by_first_[static_cast<unsigned char>(s[0])];
-      list.emplace_back(s, t);
-      std::stable_sort(list.begin(), list.end(),
-                       [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+      by_first_[static_cast<unsigned char>(s[0])].emplace_back(s, t);
       any_ = true;
+    }
+    // Longest candidates first; call once after the last add.
+    void finish() {
+      for (auto& list : by_first_)
+        std::stable_sort(list.begin(), list.end(),
+                         [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     }
     bool empty() const noexcept { return !any_; }
     // Longest candidate matching text at i (and allowed there), or nullptr.
@@ -745,6 +796,8 @@ class hf_tokenizer final : public tokenizer {
 
   std::string source_;
   std::unique_ptr<bpe_model> model_;
+  bool space_is_token_ = false;
+  std::unordered_set<std::string> precedes_space_;  // code points c with c + "▁" inside some token
   std::vector<std::string> id_to_token_;
   std::vector<bool> is_added_;
   std::vector<added_token> added_;
