@@ -111,8 +111,9 @@ inline std::string type_counts_text(const std::map<std::string, int>& counts) {
 }
 
 // Writes `m` to `out` in `format`. GGUF: `gguf` options, the input file as source when the model came from a GGUF
-// (its metadata and tokenizer are kept), else the vocabulary of vocabulary_for. HF: f32 safetensors, plus the input
-// folder's tokenizer.model (or a --tokenizer .model) copied beside it. Returns a note for the user (may be empty).
+// (its metadata and tokenizer are kept), else the vocabulary of vocabulary_for (SPM only: a tokenizer.json is not
+// converted). HF: f32 safetensors, plus the input folder's tokenizer.model (or a --tokenizer .model),
+// tokenizer.json and tokenizer_config.json copied beside it. Returns a note for the user (may be empty).
 inline std::string write_model(const model_options& o, const qroar::llama_model& m, const std::string& out,
                                output_format format, qroar::gguf_export_options gguf) {
   namespace fs = std::filesystem;
@@ -137,10 +138,19 @@ inline std::string write_model(const model_options& o, const qroar::llama_model&
                        "tokenizer.model";
         if (fs::exists(p)) tok = p.string();
       }
-      if (!tok.empty() && fs::path(tok).extension() == ".model")
+      bool copied = false;
+      if (!tok.empty() && fs::path(tok).extension() == ".model") {
         fs::copy_file(tok, fs::path(out) / "tokenizer.model", fs::copy_options::overwrite_existing);
-      else
-        note = "no tokenizer.model copied into the folder (pass --tokenizer to eval it with --text)";
+        copied = true;
+      }
+      // A Hugging Face folder's tokenizer.json (what load_tokenizer prefers) and tokenizer_config.json go along.
+      if (o.tokenizer_path.empty() && m.source_format == "hf" && fs::is_directory(o.model_path))
+        for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
+          if (fs::exists(fs::path(o.model_path) / name)) {
+            fs::copy_file(fs::path(o.model_path) / name, fs::path(out) / name, fs::copy_options::overwrite_existing);
+            copied = true;
+          }
+      if (!copied) note = "no tokenizer copied into the folder (pass --tokenizer to eval it with --text)";
       break;
     }
     case output_format::llama2c:

@@ -79,10 +79,31 @@ struct model_options {
   }
   std::string tokenizer_name() const { return tokenizer_path.empty() ? "of " + model_path : tokenizer_path; }
 
-  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K. With --text, the tokenizer is opened
-  // first: a missing or broken tokenizer is reported before the weights load.
+  // True when `path` starts like a token-id file (digits and white space only in its first 64 bytes).
+  static bool is_token_id_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw qroar::io_error(path + ": cannot open");
+    std::string head(64, '\0');
+    in.read(head.data(), 64);
+    head.resize(static_cast<std::size_t>(in.gcount()));
+    return !head.empty() && head.find_first_not_of("0123456789 \t\r\n") == std::string::npos;
+  }
+
+  // Opens the tokenizer now when one of `files` is text, so that a missing or broken tokenizer is reported before
+  // the weights load.
+  void open_tokenizer_for(const std::vector<std::string>& files) const {
+    for (const auto& f : files)
+      if (!is_token_id_file(f)) {
+        (void)tokenizer();
+        return;
+      }
+  }
+
+  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K. With --text (or a text --calib), the
+  // tokenizer is opened first: a missing or broken tokenizer is reported before the weights load.
   qroar::llama_model load_model() const {
     if (!text_path.empty() && tokens_path.empty()) (void)tokenizer();
+    if (!calib_path.empty()) open_tokenizer_for({calib_path});
     auto m = qroar::load_model(model_path);
     if (original_ctx > 0) m.config.original_ctx = original_ctx;
     if (m.config.original_ctx <= 0)
@@ -147,16 +168,11 @@ struct model_options {
   }
 
   std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m) const {
+    if (is_token_id_file(path)) return qroar::read_token_ids(path, m.config.vocab_size);
+    const auto& tok = tokenizer(m.config.vocab_size);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw qroar::io_error(path + ": cannot open");
-    std::string head(64, '\0');
-    in.read(head.data(), 64);
-    head.resize(static_cast<std::size_t>(in.gcount()));
-    const bool ids = !head.empty() && head.find_first_not_of("0123456789 \t\r\n") == std::string::npos;
-    if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
-    const auto& tok = tokenizer(m.config.vocab_size);
     std::stringstream ss;
-    in.seekg(0);
     ss << in.rdbuf();
     auto stream = tok.encode(qroar::strip_gutenberg_boilerplate(ss.str()), true);
     qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &stream);

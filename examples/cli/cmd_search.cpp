@@ -77,6 +77,9 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
 }
 
 int run_search(const search_command_options& o) {
+  auto files = o.dev;
+  files.insert(files.end(), o.validation.begin(), o.validation.end());
+  o.model.open_tokenizer_for(files);
   const auto model = o.model.load_model();
   qroar::search_options so;
   so.scaling = o.model.scaling(model);

@@ -4,7 +4,7 @@
 // usage: node hf_reference.js <@lenml/tokenizers dist/main.js> <out dir> <speed text> <name>=<folder>... -- <text>...
 //   Writes <out dir>/hard/*.txt (hard strings as raw bytes, some of them invalid UTF-8) and
 //   <out dir>/reference.json: { texts: [paths], tokenizers: { name: { folder, bos, eos, ids: [[with specials],
-//   [without]] per text, speed: { bytes, seconds } } } }.
+//   [without]] per text, speed: { bytes, tokens, seconds, cpu_seconds (the node process's) } } } }.
 // Text files are read as Node reads them (Buffer.toString("utf8"): WHATWG UTF-8 decoding, each maximal invalid
 // subpart -> U+FFFD, a leading BOM kept).
 "use strict";
@@ -70,10 +70,13 @@ for (const spec of specs) {
   const speed = fs.readFileSync(speedText).toString("utf8");
   tok.encode(speed);  // warm-up (the BPE cache is cleared below)
   if (tok.model.clear_cache) tok.model.clear_cache();
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const n = tok.encode(speed).length;
   const t1 = process.hrtime.bigint();
-  entry.speed = { bytes: fs.statSync(speedText).size, tokens: n, seconds: Number(t1 - t0) / 1e9 };
+  const c1 = process.cpuUsage(c0);
+  entry.speed = { bytes: fs.statSync(speedText).size, tokens: n, seconds: Number(t1 - t0) / 1e9,
+                  cpu_seconds: (c1.user + c1.system) / 1e6 };
   out.tokenizers[name] = entry;
   console.log(`${name}: ${files.length} texts, ${entry.speed.bytes} bytes in ${entry.speed.seconds.toFixed(3)} s`);
 }

@@ -56,9 +56,9 @@ class hf_tokenizer final : public tokenizer {
   static constexpr std::size_t max_cached_word_bytes = 256;
 
   // `tokenizer_json`: the parsed tokenizer.json; `config`: tokenizer_config.json (null or empty when absent);
-  // `source`: the file named in errors. Throws format_error for a malformed document, unsupported for a component
-  // this class does not implement.
-  hf_tokenizer(const nlohmann::json& tokenizer_json, const nlohmann::json& config, const std::string& source)
+  // `source`: the file named in errors. Throws format_error for a malformed document (a value of the wrong JSON
+  // type included), unsupported for a component this class does not implement.
+  hf_tokenizer(const nlohmann::json& tokenizer_json, const nlohmann::json& config, const std::string& source) try
       : source_(source) {
     const auto fail = [&](const std::string& what) { throw format_error(source_, "", 0, what); };
     if (!tokenizer_json.is_object()) fail("the document is not a JSON object");
@@ -165,6 +165,8 @@ class hf_tokenizer final : public tokenizer {
     raw_matcher_.finish();
     normalized_matcher_.finish();
     apply_config(config.is_object() ? config : nlohmann::json::object());
+  } catch (const nlohmann::json::exception& e) {  // a value of the wrong JSON type
+    throw format_error(source, "", 0, std::string("unexpected JSON value: ") + e.what());
   }
 
   // Reads `tokenizer_json_path` and, when `config_path` is empty, the tokenizer_config.json in the same folder
@@ -189,6 +191,8 @@ class hf_tokenizer final : public tokenizer {
       return nlohmann::json::parse(s.str());
     } catch (const nlohmann::json::parse_error& e) {
       throw format_error(path, "", e.byte > 0 ? e.byte - 1 : 0, std::string("not valid JSON: ") + e.what());
+    } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+      throw format_error(path, "", 0, std::string("not valid JSON: ") + e.what());
     }
   }
 
@@ -717,14 +721,6 @@ class hf_tokenizer final : public tokenizer {
   }
 
   // ---- post-processor and config ----
-  int special_id(const nlohmann::json& special_tokens, const std::string& name) const {
-    if (special_tokens.is_object() && special_tokens.contains(name)) {
-      const auto& ids = special_tokens[name].value("ids", nlohmann::json::array());
-      if (ids.is_array() && ids.size() == 1 && ids[0].is_number_integer()) return ids[0].get<int>();
-    }
-    return find(name);
-  }
-
   void parse_post_processor(const nlohmann::json& j) {
     if (j.is_null()) return;
     if (!j.is_object()) throw format_error(source_, "", 0, "\"post_processor\" is not an object");
