@@ -350,3 +350,42 @@ TEST_CASE("hf_tokenizer: Llama 2's tokenizer.model converted as transformers doe
 }
 
 #endif
+
+#if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER
+
+TEST_CASE("load_tokenizer: tokenizer.json recognised by content, preferred in a Hugging Face folder; fit to a model") {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / "qroar_test_tokenizer_hf_folder";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string json = tiny_byte_level().dump();
+  qroar_test::write_bytes(dir / "tok.bin", "  \n" + json);  // a tokenizer.json under a llama2.c-like name
+  const auto by_content = qroar::load_tokenizer((dir / "tok.bin").string(), "", 0);
+  CHECK(dynamic_cast<const qroar::hf_tokenizer*>(by_content.get()) != nullptr);
+  CHECK(qroar::detect_tokenizer_file((dir / "tok.bin").string()) == qroar::tokenizer_file_kind::hf_json);
+
+  const auto spm = qroar_test::shared_file("data/models/llama2-tokenizer/tokenizer.model");
+  if (!spm.empty()) {
+    fs::copy_file(spm, dir / "tokenizer.model");
+#if defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
+    CHECK(qroar::load_tokenizer("", dir.string(), 0)->vocab_size() == 32000);  // no tokenizer.json yet
+#endif
+  }
+  qroar_test::write_bytes(dir / "tokenizer.json", json);
+  const auto folder = qroar::load_tokenizer("", dir.string(), 0);  // both: tokenizer.json, as transformers' fast tokenizer
+  CHECK(dynamic_cast<const qroar::hf_tokenizer*>(folder.get()) != nullptr);
+  CHECK(folder->vocab_size() == 6);
+
+  // 6 tokens fit 12 embedding rows (padding), not 13 (min_tokenizer_fraction_of_rows); ids must stay below the rows.
+  CHECK_NOTHROW(qroar::check_tokenizer_fits(*folder, 12, "t", "m"));
+  CHECK_THROWS_WITH_AS(qroar::check_tokenizer_fits(*folder, 13, "t", "m"),
+                       doctest::Contains("the tokenizer t has 6 tokens, the model m 13 embedding rows"),
+                       qroar::invalid_argument);
+  const std::vector<int> ids{3, 4, 5};
+  CHECK_NOTHROW(qroar::check_tokenizer_fits(*folder, 6, "t", "m", &ids));
+  CHECK_THROWS_WITH_AS(qroar::check_tokenizer_fits(*folder, 5, "t", "m", &ids),
+                       doctest::Contains("token 2 is id 5, beyond the embedding rows"), qroar::invalid_argument);
+  fs::remove_all(dir);
+}
+
+#endif
