@@ -36,6 +36,9 @@ const hard = {
   one_space: " ",
   newlines: "\n\n\n",
   long_word: "Pneumonoultramicroscopicsilicovolcanoconiosis".repeat(12),
+  // Where regex engines may disagree on \s and case folding: NEL, BOM, line/paragraph separators, NBSP, U+180E,
+  // zero-width space, the long s after an apostrophe.
+  unicode_spaces: "a\u0085 b\u0085\u0085c x\ufeff \ufeff\n\ufeffy a\u2028b \u2029 c a\u00a0\u00a0 b a\u180e b a\u200b\u200b b it'\u017f THE'\u017f",
 };
 const hardBytes = {
   invalid_utf8: Buffer.from([0x61, 0xe2, 0x82, 0x20, 0x62, 0xed, 0xa0, 0x80, 0x63, 0xc0, 0xaf, 0xff, 0x80, 0x80, 0x64,

@@ -44,7 +44,7 @@ inline namespace v0 {
 //      config's add_bos_token (default true) / add_eos_token (default false) decide instead, as
 //      LlamaTokenizerFast.update_post_processor does.
 // The case-insensitive contraction group "(?i:'s|'t|'re|'ve|'m|'ll|'d)" of the Llama 3 / Qwen regexes is run as
-// "'[sS]|'[tT]|..." as transformers.js and llama.cpp run it (Rust's Oniguruma would also fold "'ſ").
+// "'[sS]|'[tT]|..." as transformers.js and llama.cpp run it (a full Unicode case folding may also match "'ſ").
 // Not supported (unsupported error): WordPiece, Unigram and WordLevel models, the Bert/Whitespace/Punctuation/
 // UnicodeScripts pre-tokenizers, Precompiled/Bert/StripAccents normalizers, BPE dropout and subword affixes.
 class hf_tokenizer final : public tokenizer {
