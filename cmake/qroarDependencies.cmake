@@ -1,5 +1,7 @@
 # Dependencies come from the system (Debian: libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev, and for tests,
-# examples and benchmarks doctest-dev libcli11-dev libfmt-dev libbenchmark-dev libsentencepiece-dev).
+# examples and benchmarks doctest-dev libcli11-dev libfmt-dev libbenchmark-dev libsentencepiece-dev; for the optional
+# tokenizer.json / GGUF BPE tokenizers libpcre2-dev libutf8proc-dev, found with pkg-config in CMakeLists.txt as
+# qroar::hf_tokenizer; node and npm (Node.js 20) for their reference test).
 # Only when a package is missing and QROAR_ALLOW_DOWNLOADS is ON do we fall back to FetchContent at pinned tags.
 include(FetchContent)
 

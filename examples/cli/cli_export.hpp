@@ -120,8 +120,9 @@ inline std::string type_counts_text(const std::map<std::string, int>& counts) {
 }
 
 // Writes `m` to `out` in `format`. GGUF: `gguf` options, the input file as source when the model came from a GGUF
-// (its metadata and tokenizer are kept), else the vocabulary of vocabulary_for. HF: f32 safetensors, plus the input
-// folder's tokenizer.model (or a --tokenizer .model) copied beside it. Returns a note for the user (may be empty).
+// (its metadata and tokenizer are kept), else the vocabulary of vocabulary_for (SPM only: a tokenizer.json is not
+// converted). HF: f32 safetensors, plus the input folder's tokenizer.model (or a --tokenizer .model),
+// tokenizer.json and tokenizer_config.json copied beside it. Returns a note for the user (may be empty).
 inline std::string write_model(const model_options& o, const qroar::llama_model& m, const std::string& out,
                                output_format format, qroar::gguf_export_options gguf) {
   namespace fs = std::filesystem;
@@ -148,7 +149,11 @@ inline std::string write_model(const model_options& o, const qroar::llama_model&
       }
       std::vector<std::pair<std::string, std::string>> copies;
       if (!tok.empty() && fs::path(tok).extension() == ".model") copies.emplace_back("tokenizer.model", tok);
-      else note = "no tokenizer.model copied into the folder (pass --tokenizer to eval it with --text)";
+      // A Hugging Face folder's tokenizer.json (what load_tokenizer prefers) and tokenizer_config.json go along.
+      if (o.tokenizer_path.empty() && m.source_format == "hf" && fs::is_directory(o.model_path))
+        for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
+          if (fs::exists(fs::path(o.model_path) / name)) copies.emplace_back(name, (fs::path(o.model_path) / name).string());
+      if (copies.empty()) note = "no tokenizer copied into the folder (pass --tokenizer to eval it with --text)";
       // one atomic folder write: weights, config.json and the tokenizer appear together or not at all
       qroar::write_hf_model(m, out, qroar::safetensors_dtype::f32, copies, command_inputs());
       break;

@@ -34,11 +34,12 @@ struct model_options {
   bool json = false, quiet = false;
   rope_options rope;
   CLI::Option* rope_type_opt = nullptr;
+  mutable std::shared_ptr<qroar::tokenizer> tokenizer_;
 
   void add_to(CLI::App& app, bool needs_text = true) {
     app.add_option("--model", model_path, "llama2.c .bin, .gguf, or Hugging Face folder")->required();
     if (needs_text) {
-      auto* text = app.add_option("--text", text_path, "UTF-8 text file (tokenized with BOS first)")
+      auto* text = app.add_option("--text", text_path, "UTF-8 text file (Gutenberg header/footer dropped; tokenized with the tokenizer's BOS)")
                        ->check(CLI::ExistingFile);
       auto* toks = app.add_option("--tokens", tokens_path, "file of whitespace-separated token ids (used exactly)")
                        ->check(CLI::ExistingFile);
@@ -49,8 +50,8 @@ struct model_options {
       app.add_option("--bucket", bucket, "width of the per-position NLL buckets (default ctx/16)")
           ->check(CLI::PositiveNumber);
     }
-    app.add_option("--tokenizer", tokenizer_path, "tokenizer (.model SentencePiece, llama2.c tokenizer.bin, .gguf)")
-        ->check(CLI::ExistingFile);
+    app.add_option("--tokenizer", tokenizer_path, "tokenizer: tokenizer.json, SentencePiece .model, GGUF or llama2.c tokenizer.bin (recognised by content), or a folder with one")
+        ->check(CLI::ExistingPath);
     rope.add_to(app);
     rope_type_opt = app.get_option("--rope");
     app.add_option("--rope-config", rope_config, "config.json with rope_scaling / rope_parameters")
@@ -81,8 +82,37 @@ struct model_options {
     return {model_path, text_path, tokens_path, tokenizer_path, rope_config, calib_path, scales_path};
   }
 
-  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K.
+  // The tokenizer of --tokenizer or of the model, opened once. `rows` > 0: checked against the model's embedding
+  // rows (check_tokenizer_fits).
+  const qroar::tokenizer& tokenizer(int rows = 0) const {
+    if (!tokenizer_) tokenizer_ = qroar::load_tokenizer(tokenizer_path, model_path, rows);
+    if (rows > 0) qroar::check_tokenizer_fits(*tokenizer_, rows, tokenizer_name(), model_path);
+    return *tokenizer_;
+  }
+  std::string tokenizer_name() const { return tokenizer_path.empty() ? "of " + model_path : tokenizer_path; }
+
+  // True when `path` is a token-id file: every byte a digit or whitespace (not only the first 64: a text may start
+  // with "1984 1985").
+  static bool is_token_id_file(const std::string& path) {
+    const std::string text = qroar::read_regular_file(path, qroar::max_text_bytes, "text or token-id file");
+    return !text.empty() && text.find_first_not_of("0123456789 \t\r\n\v\f") == std::string::npos;
+  }
+
+  // Opens the tokenizer now when one of `files` is text, so that a missing or broken tokenizer is reported before
+  // the weights load.
+  void open_tokenizer_for(const std::vector<std::string>& files) const {
+    for (const auto& f : files)
+      if (!is_token_id_file(f)) {
+        (void)tokenizer();
+        return;
+      }
+  }
+
+  // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K. With --text (or a text --calib), the
+  // tokenizer is opened first: a missing or broken tokenizer is reported before the weights load.
   qroar::llama_model load_model() const {
+    if (!text_path.empty() && tokens_path.empty()) (void)tokenizer();
+    if (!calib_path.empty()) open_tokenizer_for({calib_path});
     auto m = qroar::load_model(model_path);
     if (original_ctx > 0) m.config.original_ctx = original_ctx;
     if (m.config.original_ctx <= 0)
@@ -135,12 +165,14 @@ struct model_options {
   std::vector<int> token_stream(const qroar::llama_model& m, bool prefix_only = false) const {
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
-    const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
+    const auto& tok = tokenizer(m.config.vocab_size);
     std::uint64_t needed = 0;
     if (prefix_only && max_windows > 0)
       needed = static_cast<std::uint64_t>(max_windows - 1) * static_cast<std::uint64_t>(stride > 0 ? stride : ctx) +
                static_cast<std::uint64_t>(ctx);
-    return qroar::encode_text_file(text_path, *tok, needed);
+    auto ids = qroar::encode_text_file(text_path, tok, needed);
+    qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &ids);
+    return ids;
   }
 
   qroar::quant_spec quant_spec() const {
@@ -170,8 +202,10 @@ struct model_options {
     const std::string text = qroar::read_regular_file(path, qroar::max_text_bytes, "text or token-id file");
     const bool ids = !text.empty() && text.find_first_not_of("0123456789 \t\r\n\v\f") == std::string::npos;
     if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
-    const auto tok = qroar::load_tokenizer(tokenizer_path, model_path, m.config.vocab_size);
-    return tok->encode(qroar::strip_gutenberg_boilerplate(text), true);
+    const auto& tok = tokenizer(m.config.vocab_size);
+    auto stream = tok.encode(qroar::strip_gutenberg_boilerplate(text), true);
+    qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &stream);
+    return stream;
   }
 
   // Applies the weight part of --quant to `m` in place (GPTQ calibrates on --calib) and returns the forward hooks

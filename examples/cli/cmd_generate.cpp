@@ -15,15 +15,18 @@ struct generate_options {
 };
 
 int run_generate(const generate_options& o) {
+  (void)o.model.tokenizer();
   const auto model = o.model.load_model();
-  const auto tok = qroar::load_tokenizer(o.model.tokenizer_path, o.model.model_path, model.config.vocab_size);
+  const auto* tok = &o.model.tokenizer(model.config.vocab_size);
   std::vector<int> ids = tok->encode(o.prompt, true);
+  if (ids.empty()) throw qroar_cli::usage_error("the prompt is empty and the tokenizer adds no BOS: pass --prompt");
   const int capacity = static_cast<int>(ids.size()) + o.steps;
   const auto table = qroar::rope_table::for_positions(model.config.rope_geometry(), o.model.scaling(model), capacity);
   qroar::kv_cache cache(model.config, capacity);
   std::mt19937 rng(o.seed);
   std::string out;
-  for (std::size_t i = 1; i < ids.size(); ++i) out += tok->decode(ids[i - 1], ids[i]);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] != tok->bos_id()) out += tok->decode(i > 0 ? ids[i - 1] : -1, ids[i]);
   std::vector<int> pending = ids;
   int prev = ids.back();
   for (int step = 0; step < o.steps; ++step) {

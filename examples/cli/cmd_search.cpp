@@ -82,6 +82,9 @@ int run_search(const search_command_options& o) {
   qroar_cli::declare_inputs(o.validation);
   if (!o.output.empty()) qroar_cli::check_output_file(o.output);  // before the work, not after it
   qroar_cli::prepare_report_folder(o.report);
+  auto files = o.dev;
+  files.insert(files.end(), o.validation.begin(), o.validation.end());
+  o.model.open_tokenizer_for(files);
   const auto model = o.model.load_model();
   qroar::search_options so;
   so.scaling = o.model.scaling(model);

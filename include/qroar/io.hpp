@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // I/O module: model files (llama2.c, GGUF, safetensors / Hugging Face folders), tokenizers, RoPE config JSON,
-// atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece and is included separately.)
+// atomic writers. (qroar/io/sentencepiece_tokenizer.hpp needs libsentencepiece, qroar/io/hf_tokenizer.hpp PCRE2 and utf8proc;
+// they are included separately.)
 #pragma once
 
 #include "io/atomic_folder.hpp"
 #include "io/atomic_write.hpp"
+#include "io/bpe_model.hpp"
 #include "io/gguf.hpp"
 #include "io/gguf_model.hpp"
 #include "io/hf_model.hpp"
@@ -21,3 +23,4 @@
 #include "io/text.hpp"
 #include "io/text_tokens.hpp"
 #include "io/tokenizer.hpp"
+#include "io/utf8.hpp"

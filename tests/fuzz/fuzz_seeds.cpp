@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   constexpr std::size_t max_len = 1 << 16;  // the harnesses' -max_len
   try {
     for (const char* h : {"gguf", "gguf_vocab", "safetensors", "hf_folder", "llama2c", "llama2c_tokenizer", "token_ids",
-                          "quant_spec", "scales_json", "rope_json"})
+                          "quant_spec", "scales_json", "rope_json", "hf_tokenizer"})
       fs::create_directories(out / h);
     const fs::path real_gguf = data / "stories260K" / "stories260K.gguf";
 
@@ -206,6 +206,9 @@ int main(int argc, char** argv) {
       put(out / "rope_json" / "gutenberg-3m-config.json", cfg, {});
     }
     fs::remove_all(tmp);
+
+    // tokenizer.json: the tiny byte-level one of the CLI tests.
+    copy_real(source / "tests" / "cli" / "data" / "tiny_tokenizer", out / "hf_tokenizer" / "tiny_tokenizer.json", max_len);
 
     // RoPE configs: every scaling type in HF form.
     copy_real(source / "tests" / "cli" / "data" / "yarn2_config.json", out / "rope_json" / "yarn2_config.json", max_len);
