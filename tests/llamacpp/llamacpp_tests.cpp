@@ -542,6 +542,30 @@ TEST_CASE("apply --patch and folds onto quantized files: llama.cpp loads them, f
   }
 }
 
+TEST_CASE("apply --patch onto the other block types (stories260K q4_1, q5_0, q5_1): llama.cpp agrees") {
+  const auto dir = work_dir("patch_legacy");
+  const auto tokens = shared("reference/windows/s260_dev_2048.txt");
+  const auto scales = fs::path(QROAR_SOURCE_DIR) / "tests/cli/data/s260_scales_pow2.json";
+  for (const std::string t : {"q4_1", "q5_0", "q5_1"}) {
+    CAPTURE(t);
+    const auto in = shared("data/models/stories260K/ggml-quantized/stories260K-" + t + ".gguf");
+    const fs::path out = dir / ("patched-" + t + ".gguf");
+    // The file says context_length 2048 for a model trained at 512 (MANIFEST): --original-ctx 512, NTK x4.
+    qroar_json({"apply", "--model", in.string(), "--scales", scales.string(), "-o", out.string(), "--patch",
+                "--original-ctx", "512", "--rope", "ntk", "--factor", "4"},
+               dir);
+    const auto l = llama_ppl(out, tokens, 2048, 1);
+    check_warnings(l, out.string());
+    CHECK(l.n_ctx_train == 2048);
+    const auto q = qroar_eval(out, tokens, 2048, 1, dir);
+    CHECK(std::abs(q["mean_nll"].get<double>() - l.mean_nll) <= activation_bound(out));
+    const auto l32 = llama_ppl(llama_dequantize(out, dir), tokens, 2048, 1);
+    CHECK(std::abs(q["mean_nll"].get<double>() - l32.mean_nll) <= fp_nll_tolerance(gguf_config(out), 2048));
+    MESSAGE(t << " patched: qroar " << q["mean_nll"].get<double>() << ", llama.cpp " << l.mean_nll
+              << ", llama.cpp F32 " << l32.mean_nll);
+  }
+}
+
 TEST_CASE("Q-ROAR end to end through llama.cpp: search, patch, and llama.cpp's perplexity moves as qroar predicts") {
   const auto dir = work_dir("e2e");
   const auto tokens = gutenberg_tokens(dir, 4096);
