@@ -478,6 +478,32 @@ inline perplexity_result perplexity(library& lib, const std::string& model_path,
   return r;
 }
 
+// llama.cpp's tokenization of `text` with the vocabulary of the GGUF model `model_path` (llama_tokenize:
+// add_special adds BOS/EOS as the vocabulary says, parse_special matches control tokens in the text).
+inline std::vector<int> tokenize(library& lib, const std::string& model_path, const std::string& text, bool add_special,
+                                 bool parse_special) {
+  lib.clear_log();
+  library::model* model = lib.model_load_from_file(model_path.c_str(), lib.model_defaults());
+  if (!model) throw error("llama.cpp could not load " + model_path + ":\n" + lib.full_log());
+  struct model_guard {
+    library& l;
+    library::model* m;
+    ~model_guard() { l.model_free(m); }
+  } mg{lib, model};
+  const library::vocab* vocab = lib.model_get_vocab(model);
+  if (text.size() > 0x7fffffffu) throw error("text too long for llama_tokenize");
+  std::vector<std::int32_t> ids(text.size() + 16);
+  std::int32_t n = lib.tokenize(vocab, text.data(), static_cast<std::int32_t>(text.size()), ids.data(),
+                                static_cast<std::int32_t>(ids.size()), add_special, parse_special);
+  if (n < 0) {  // -n tokens needed
+    ids.resize(static_cast<std::size_t>(-n));
+    n = lib.tokenize(vocab, text.data(), static_cast<std::int32_t>(text.size()), ids.data(),
+                     static_cast<std::int32_t>(ids.size()), add_special, parse_special);
+  }
+  if (n < 0) throw error("llama_tokenize failed");
+  return std::vector<int>(ids.begin(), ids.begin() + n);
+}
+
 struct quantize_options {
   std::string type = "q4_0";  // a name of kFtypes
   bool pure = false;          // every tensor the main type (llama-quantize --pure)

@@ -566,6 +566,44 @@ TEST_CASE("apply --patch onto the other block types (stories260K q4_1, q5_0, q5_
   }
 }
 
+TEST_CASE("tokenizer: qroar's SPM tokenizer of a GGUF vocabulary gives llama.cpp's own llama_tokenize ids") {
+  auto& lib = llamacpp::library::open(g_lib_dir);
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  std::vector<std::pair<std::string, std::string>> texts{
+      {"moby-dick (first 300 kB)", read(shared("data/text/gutenberg/pg2701-moby-dick.txt")).substr(0, 300000)},
+      {"alice", read(shared("data/text/gutenberg/pg11-alice-in-wonderland.txt"))},
+      {"tinystories (first 100 kB)", std::string()},
+      {"hard strings", "  leading spaces, trailing   \t\ttabs\r\nCRLF 12345678901234 don't DON'T y'all "
+                       "\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 emoji\n\n\n   \x01\x02 ctrl"},
+  };
+  for (const auto& e : fs::directory_iterator(shared("data/text/tinystories")))
+    if (e.is_regular_file()) {
+      texts[2].second = read(e.path()).substr(0, 100000);
+      break;
+    }
+  for (const auto& model : {shared("data/models/stories260K/stories260K.gguf"),
+                            shared("data/models/gutenberg-3m/model-f32.gguf")}) {
+    const auto cfg = gguf_config(model);
+    const auto tok = qroar::load_tokenizer("", model.string(), cfg.vocab_size);
+    for (const auto& [name, text] : texts) {
+      if (text.empty()) continue;
+      CAPTURE(model.string());
+      CAPTURE(name);
+      const auto ours = tok->encode(text, true);
+      const auto theirs = llamacpp::tokenize(lib, model.string(), text, true, false);
+      REQUIRE(!theirs.empty());
+      std::size_t first_diff = 0;
+      while (first_diff < ours.size() && first_diff < theirs.size() && ours[first_diff] == theirs[first_diff]) ++first_diff;
+      CAPTURE(first_diff);
+      CHECK(ours.size() == theirs.size());
+      CHECK(first_diff == theirs.size());
+    }
+  }
+}
+
 TEST_CASE("Q-ROAR end to end through llama.cpp: search, patch, and llama.cpp's perplexity moves as qroar predicts") {
   const auto dir = work_dir("e2e");
   const auto tokens = gutenberg_tokens(dir, 4096);
