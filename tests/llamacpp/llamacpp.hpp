@@ -329,6 +329,22 @@ class library {
   int level_ = 0;
 };
 
+// A model loaded with llama.cpp's default parameters, freed on scope exit.
+class loaded_model {
+ public:
+  loaded_model(library& lib, const std::string& path) : lib_(lib), model_(lib.model_load_from_file(path.c_str(), lib.model_defaults())) {
+    if (!model_) throw error("llama.cpp could not load " + path + ":\n" + lib.full_log());
+  }
+  ~loaded_model() { lib_.model_free(model_); }
+  loaded_model(const loaded_model&) = delete;
+  loaded_model& operator=(const loaded_model&) = delete;
+  library::model* get() const { return model_; }
+
+ private:
+  library& lib_;
+  library::model* model_;
+};
+
 // RoPE settings of a context: what the file records (nothing overridden) or llama.cpp's context overrides.
 struct rope_override {
   enum class type { from_file, none, linear, yarn } kind = type::from_file;
@@ -372,13 +388,8 @@ inline perplexity_result perplexity(library& lib, const std::string& model_path,
   lib.clear_log();
   perplexity_result r;
   const auto t0 = std::chrono::steady_clock::now();
-  library::model* model = lib.model_load_from_file(model_path.c_str(), lib.model_defaults());
-  if (!model) throw error("llama.cpp could not load " + model_path + ":\n" + lib.full_log());
-  struct model_guard {
-    library& l;
-    library::model* m;
-    ~model_guard() { l.model_free(m); }
-  } mg{lib, model};
+  const loaded_model held(lib, model_path);
+  library::model* model = held.get();
   r.n_ctx_train = lib.model_n_ctx_train(model);
   {
     const std::string log = lib.full_log(), key = "file type   = ";
@@ -483,13 +494,8 @@ inline perplexity_result perplexity(library& lib, const std::string& model_path,
 inline std::vector<int> tokenize(library& lib, const std::string& model_path, const std::string& text, bool add_special,
                                  bool parse_special) {
   lib.clear_log();
-  library::model* model = lib.model_load_from_file(model_path.c_str(), lib.model_defaults());
-  if (!model) throw error("llama.cpp could not load " + model_path + ":\n" + lib.full_log());
-  struct model_guard {
-    library& l;
-    library::model* m;
-    ~model_guard() { l.model_free(m); }
-  } mg{lib, model};
+  const loaded_model held(lib, model_path);
+  library::model* model = held.get();
   const library::vocab* vocab = lib.model_get_vocab(model);
   if (text.size() > 0x7fffffffu) throw error("text too long for llama_tokenize");
   std::vector<std::int32_t> ids(text.size() + 16);
