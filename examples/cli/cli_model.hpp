@@ -5,9 +5,12 @@
 #include "cli_outputs.hpp"
 #include "progress.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <qroar/io/load_model.hpp>
 #include <qroar/io/load_tokenizer.hpp>
@@ -24,6 +27,20 @@
 #include <qroar/search/scales_json.hpp>
 
 namespace qroar_cli {
+
+// Refuses a window length before anything is allocated for it: outside [2, max_context_tokens], or when one window
+// (window_memory_bytes) would need more than the machine's physical memory (invalid_argument, exit 2).
+inline void check_window_fits(const qroar::llama_config& c, long long ctx, const char* what) {
+  qroar::check_context_length(ctx, what);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return;
+  const auto physical = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+  const std::uint64_t need = qroar::window_memory_bytes(c, static_cast<std::uint64_t>(ctx));
+  if (need > physical)
+    throw qroar::invalid_argument(std::string(what) + " " + std::to_string(ctx) + ": one window needs about " +
+                                  std::to_string(need >> 20) + " MiB, more than the machine's " +
+                                  std::to_string(physical >> 20) + " MiB of memory");
+}
 
 struct model_options {
   std::string model_path;
@@ -93,9 +110,18 @@ struct model_options {
 
   // True when `path` is a token-id file: every byte a digit or whitespace (not only the first 64: a text may start
   // with "1984 1985").
+  // Scanned in the mapped file (a text usually ends the scan at its first byte), never copied whole.
   static bool is_token_id_file(const std::string& path) {
-    const std::string text = qroar::read_regular_file(path, qroar::max_text_bytes, "text or token-id file");
-    return !text.empty() && text.find_first_not_of("0123456789 \t\r\n\v\f") == std::string::npos;
+    const qroar::mapped_file file(path);  // regular files only (a device, FIFO or a link to one: io_error)
+    if (file.size() > qroar::max_text_bytes)
+      throw qroar::io_error(path + ": " + std::to_string(file.size()) + " bytes, more than the " +
+                            std::to_string(qroar::max_text_bytes) + "-byte limit for a text or token-id file");
+    const char* p = reinterpret_cast<const char*>(file.data());
+    const bool ids = file.size() > 0 && std::all_of(p, p + file.size(), [](char ch) {
+                       return (ch >= '0' && ch <= '9') || ch == ' ' || (ch >= '\t' && ch <= '\r');
+                     });
+    file.check_intact();
+    return ids;
   }
 
   // Opens the tokenizer now when one of `files` is text, so that a missing or broken tokenizer is reported before
@@ -161,15 +187,18 @@ struct model_options {
   }
 
   // The --tokens ids, or the --text tokens. With `prefix_only` and --max-windows, only the tokens those windows
-  // need are tokenized (encode_text_file): a huge text costs what its first windows cost.
-  std::vector<int> token_stream(const qroar::llama_model& m, bool prefix_only = false) const {
+  // need are tokenized (encode_text_file): a huge text costs what its first windows cost. `window_stride` > 0
+  // overrides --stride (diagnose: non-overlapping windows, one when --max-windows is not given).
+  std::vector<int> token_stream(const qroar::llama_model& m, bool prefix_only = false, int window_stride = 0) const {
+    if (ctx > 0) check_window_fits(m.config, ctx, "--ctx");  // before any text is read for it
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
     const auto& tok = tokenizer(m.config.vocab_size);
     std::uint64_t needed = 0;
-    if (prefix_only && max_windows > 0)
-      needed = static_cast<std::uint64_t>(max_windows - 1) * static_cast<std::uint64_t>(stride > 0 ? stride : ctx) +
-               static_cast<std::uint64_t>(ctx);
+    const int windows = max_windows > 0 ? max_windows : window_stride > 0 ? 1 : 0;
+    const int step = window_stride > 0 ? window_stride : stride > 0 ? stride : ctx;
+    if (prefix_only && windows > 0 && ctx > 0)
+      needed = static_cast<std::uint64_t>(windows - 1) * static_cast<std::uint64_t>(step) + static_cast<std::uint64_t>(ctx);
     auto ids = qroar::encode_text_file(text_path, tok, needed);
     qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &ids);
     return ids;
@@ -197,13 +226,13 @@ struct model_options {
   }
 
   // A token-id file when every byte is a digit or whitespace (not only the first 64: a text may start with
-  // "1984 1985"), else a text.
-  std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m) const {
-    const std::string text = qroar::read_regular_file(path, qroar::max_text_bytes, "text or token-id file");
-    const bool ids = !text.empty() && text.find_first_not_of("0123456789 \t\r\n\v\f") == std::string::npos;
+  // "1984 1985"), else a text. With `needed` > 0 a text is tokenized only as far as its first `needed` tokens
+  // (encode_text_file): --dev, --validation and --calib cost what their windows need, not what the file holds.
+  std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m, std::uint64_t needed = 0) const {
+    const bool ids = is_token_id_file(path);
     if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
     const auto& tok = tokenizer(m.config.vocab_size);
-    auto stream = tok.encode(qroar::strip_gutenberg_boilerplate(text), true);
+    auto stream = qroar::encode_text_file(path, tok, needed);
     qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &stream);
     return stream;
   }
@@ -213,8 +242,9 @@ struct model_options {
   qroar::forward_hooks quantize(qroar::llama_model& m, const qroar::quant_spec& spec) const {
     if (spec.weights.method == qroar::weight_method::gptq) {
       if (calib_path.empty()) throw usage_error("GPTQ (--quant gptq:...) needs --calib FILE (token ids or text)");
-      const auto ids = read_stream(calib_path, m);
       const int len = calib_ctx > 0 ? calib_ctx : m.config.original_ctx;
+      check_window_fits(m.config, len, "--calib-ctx");
+      const auto ids = read_stream(calib_path, m, static_cast<std::uint64_t>(calib_windows) * static_cast<std::uint64_t>(len));
       std::vector<std::vector<int>> windows;
       for (std::size_t s = 0; s + static_cast<std::size_t>(len) <= ids.size() && static_cast<int>(windows.size()) < calib_windows;
            s += static_cast<std::size_t>(len))

@@ -45,12 +45,12 @@ int run_diagnose(const diagnose_options& o) {
   qroar_cli::prepare_report_folder(o.report);
   const auto fp = o.model.load_model();
   const auto scaling = o.model.scaling(fp);
-  const auto stream = o.model.token_stream(fp);
+  const auto stream = o.model.token_stream(fp, /*prefix_only=*/true, /*stride=*/o.model.ctx);  // its windows only
   const int ctx = o.model.ctx, l0 = fp.config.original_ctx;
   if (ctx <= l0) throw qroar_cli::usage_error("--ctx must exceed the trained context (" + std::to_string(l0) + ") to compare long with short");
   if (static_cast<int>(stream.size()) < ctx) throw qroar_cli::usage_error("the text has fewer tokens than --ctx");
   std::vector<std::vector<int>> windows;
-  const int max_windows = o.model.max_windows > 0 ? o.model.max_windows : 1;
+  const int max_windows = o.model.max_windows > 0 ? o.model.max_windows : 1;  // as in token_stream
   for (std::size_t s = 0; s + static_cast<std::size_t>(ctx) <= stream.size() && static_cast<int>(windows.size()) < max_windows;
        s += static_cast<std::size_t>(ctx))
     windows.emplace_back(stream.begin() + static_cast<long>(s), stream.begin() + static_cast<long>(s) + ctx);

@@ -27,7 +27,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
   const auto report = qroar::is_row_scale_equivariant(spec, bands, model.config.rope_geometry());
   std::vector<int> sample;
   if (!o.calib_path.empty()) {
-    const auto ids = o.read_stream(o.calib_path, model);
+    const auto ids = o.read_stream(o.calib_path, model, 128);  // the probe takes the first 128 tokens
     sample.assign(ids.begin(), ids.begin() + static_cast<long>(std::min<std::size_t>(ids.size(), 128)));
   }
   const auto probe = qroar::probe_row_scale_equivariance(model, spec, bands, sample);

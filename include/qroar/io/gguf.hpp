@@ -414,7 +414,8 @@ struct gguf_tensor_info {
 // file, unknown value or ggml types, nesting deeper than 16, more than 2^20 tensors or keys, duplicate keys
 // or tensor names, n_dims > 4, negative dims or an element count overflowing int64, a row length that is not a
 // multiple of the block size, a bad general.alignment, tensor offsets that are unaligned, out of range or
-// overlapping.
+// overlapping, a header whose parsed keys, values and tensor infos would take more than max_header_memory bytes
+// (naming the key).
 class gguf_file {
  public:
   static constexpr std::uint32_t magic = 0x46554747u;  // "GGUF" read as a little-endian u32
@@ -422,6 +423,11 @@ class gguf_file {
   static constexpr std::uint64_t max_kv = std::uint64_t{1} << 20;
   static constexpr int max_array_depth = 16;
   static constexpr std::uint32_t default_alignment = 32;
+  // Memory the parsed header (keys, values, tensor infos) may take: 256 MiB. Counted before each allocation
+  // (sizeof the C++ objects plus their heap bytes), so a file of millions of empty nested arrays (12 file bytes,
+  // ~150 bytes parsed each) or empty strings is refused in time. Gemma 3's vocabulary (262 144 tokens with
+  // scores and types, 514 906 merges) counts ~27 MiB.
+  static constexpr std::uint64_t max_header_memory = std::uint64_t{256} << 20;
 
   static gguf_file open(const std::string& path) {
     gguf_file f;
@@ -531,9 +537,23 @@ class gguf_file {
     const gguf_file* f;
     std::uint64_t pos = 0;
     std::string tensor;  // context for error messages
+    const std::string* key = nullptr;  // the metadata key being read, for error messages
+    std::uint64_t memory = 0;          // bytes the parsed header takes so far (max_header_memory)
 
     [[noreturn]] void fail(std::uint64_t at, const std::string& what) const {
       throw format_error(f->path(), tensor, at, what);
+    }
+    // Counts `bytes` of memory about to be allocated; format_error naming the key (or tensor) past the limit.
+    void charge(std::uint64_t bytes, std::uint64_t at) {
+      if (bytes <= max_header_memory - memory) {
+        memory += bytes;
+        return;
+      }
+      fail(at, (key ? "metadata key '" + *key + "': " : std::string()) + "the parsed header would take more than " +
+                   std::to_string(max_header_memory) + " bytes of memory (max_header_memory)");
+    }
+    static std::uint64_t string_memory(std::uint64_t n) noexcept {
+      return sizeof(std::string) + (n > 15 ? n + 1 : 0);  // short strings live inside the object
     }
     std::uint64_t remaining() const noexcept { return f->map_.size() - pos; }
     const std::uint8_t* take(std::uint64_t n, const char* what) {
@@ -552,6 +572,7 @@ class gguf_file {
       if (n > remaining())
         fail(at, std::string(what) + " length " + std::to_string(n) + " exceeds the " + std::to_string(remaining()) +
                      " bytes left in the file");
+      charge(string_memory(n), at);
       const auto* p = take(n, what);
       return std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
     }
@@ -590,6 +611,10 @@ class gguf_file {
     if (count > c.remaining() / min_size)
       c.fail(count_at, "array of " + std::to_string(count) + " " + to_string(et) + " elements exceeds the " +
                            std::to_string(c.remaining()) + " bytes left in the file");
+    // the element storage, before it is reserved (strings' heap bytes are counted as they are read)
+    const std::uint64_t element_memory =
+        et == gguf_type::string ? sizeof(std::string) : et == gguf_type::array ? sizeof(gguf_value) : min_size;
+    c.charge(count * element_memory, count_at);
     gguf_value v = gguf_value::array(et);
     v.count_ = count;
     if (et == gguf_type::string) {
@@ -629,10 +654,14 @@ class gguf_file {
     for (std::uint64_t i = 0; i < n_kv; ++i) {
       gguf_kv kv;
       kv.offset = c.pos;
+      c.key = nullptr;
+      c.charge(2 * sizeof(gguf_kv) + 64, kv.offset);  // the entry (vector growth) and its index node
       kv.key = c.str("metadata key");
+      c.key = &kv.key;
       const gguf_type t = read_type(c, "metadata value type");
       kv.value = read_value(c, t, 0);
       if (!kv_index_.emplace(kv.key, kv_.size()).second) c.fail(kv.offset, "duplicate metadata key '" + kv.key + "'");
+      c.key = nullptr;
       kv_.push_back(std::move(kv));
     }
 
@@ -648,6 +677,7 @@ class gguf_file {
     if (n_tensors > c.remaining() / 24)
       c.fail(c.pos, std::to_string(n_tensors) + " tensor infos do not fit in the " + std::to_string(c.remaining()) +
                         " bytes left in the file");
+    c.charge(n_tensors * (sizeof(gguf_tensor_info) + 64), c.pos);  // the infos and their index nodes
     tensors_.reserve(static_cast<std::size_t>(n_tensors));
     for (std::uint64_t i = 0; i < n_tensors; ++i) {
       gguf_tensor_info ti;

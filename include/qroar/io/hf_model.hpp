@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ inline nlohmann::json parse_json_file(const std::string& path) {
     throw format_error(path, "", e.byte > 0 ? e.byte - 1 : 0, std::string("not valid JSON: ") + e.what());
   } catch (const nlohmann::json::exception& e) {  // out_of_range 406: a number overflowing double (1e999)
     throw format_error(path, "", 0, std::string("not valid JSON: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    throw io_error(path + ": not enough memory to parse its " + std::to_string(text.size()) + " bytes of JSON");
   }
 }
 

@@ -18,6 +18,7 @@
 #include "hf_model.hpp"
 #include "llama2c.hpp"
 #include "mapped_file.hpp"
+#include "read_file.hpp"
 
 namespace qroar {
 inline namespace v0 {
@@ -82,7 +83,11 @@ inline model_format detect_model_format(const std::string& path) {
 // Loads a LLaMA-family model from a Hugging Face folder, a GGUF file or a llama2.c checkpoint (see
 // detect_model_format). A path to a file inside an HF folder loads the folder. Errors are those of
 // load_hf_model, load_gguf_model and load_llama2c, plus unsupported for a file of no known format.
-inline llama_model load_model(const std::string& path, const model_load_options& options = {}) {
+// A std::bad_alloc while loading is an io_error naming the path (reading_or_io_error).
+inline llama_model load_model(const std::string& path, const model_load_options& options = {});
+
+namespace detail {
+inline llama_model load_model_unchecked(const std::string& path, const model_load_options& options) {
   namespace fs = std::filesystem;
   const long faults_before = detail::mapping_faults.load();  // a file truncated while read: io_error, not SIGBUS
   llama_model m;
@@ -113,6 +118,11 @@ inline llama_model load_model(const std::string& path, const model_load_options&
   }
   check_no_mapping_faults(faults_before, path);
   return m;
+}
+}  // namespace detail
+
+inline llama_model load_model(const std::string& path, const model_load_options& options) {
+  return reading_or_io_error(path, "model", [&] { return detail::load_model_unchecked(path, options); });
 }
 
 }  // namespace v0

@@ -10,6 +10,7 @@
 #include "../error.hpp"
 #include "gguf.hpp"
 #include "llama2c_tokenizer.hpp"
+#include "read_file.hpp"
 #include "spm_tokenizer.hpp"
 #include "tokenizer.hpp"
 #if defined(QROAR_HAS_SENTENCEPIECE) && QROAR_HAS_SENTENCEPIECE
@@ -108,8 +109,13 @@ inline std::unique_ptr<tokenizer> gguf_tokenizer(const gguf_file& f) {
 // `tokenizer.model` in the checkpoint's folder. `vocab_size` <= 0 reads it from a llama2.c checkpoint's header.
 // A vocabulary of more than `vocab_size` tokens (the model's embedding rows; 0: unknown) is a format_error naming
 // both sizes.
+// A std::bad_alloc while reading it is an io_error naming the tokenizer (or model) path.
 inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_path, const std::string& model_path,
-                                                 int vocab_size) {
+                                                 int vocab_size);
+
+namespace detail {
+inline std::unique_ptr<tokenizer> load_tokenizer_unchecked(const std::string& tokenizer_path,
+                                                           const std::string& model_path, int vocab_size) {
   namespace fs = std::filesystem;
   if (vocab_size <= 0 && !model_path.empty() && fs::is_regular_file(model_path)) {
     std::ifstream in(model_path, std::ios::binary);
@@ -165,6 +171,13 @@ inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_pa
   }
   throw invalid_argument(model_path + ": no tokenizer found beside the model (tokenizer.bin, tok" +
                          std::to_string(vocab_size) + ".bin or tokenizer.model); pass --tokenizer");
+}
+}  // namespace detail
+
+inline std::unique_ptr<tokenizer> load_tokenizer(const std::string& tokenizer_path, const std::string& model_path,
+                                                 int vocab_size) {
+  return reading_or_io_error(tokenizer_path.empty() ? model_path : tokenizer_path, "tokenizer",
+                             [&] { return detail::load_tokenizer_unchecked(tokenizer_path, model_path, vocab_size); });
 }
 
 // Embedding rows a tokenizer may fall short of (padded vocabularies: Qwen3 151669 tokens in 151936 rows; a

@@ -21,6 +21,17 @@ inline namespace v0 {
 inline constexpr std::uint64_t max_json_bytes = std::uint64_t{64} << 20;  // 64 MiB
 inline constexpr std::uint64_t max_text_bytes = std::uint64_t{1} << 30;   // 1 GiB
 
+// Returns read(); a std::bad_alloc thrown by it (a size no limit caught, or a machine short of memory) becomes an
+// io_error naming `path` and `what` was being read, so no bare std::bad_alloc leaves a reader.
+template <class Read>
+auto reading_or_io_error(const std::string& path, const char* what, Read&& read) -> decltype(read()) {
+  try {
+    return read();
+  } catch (const std::bad_alloc&) {
+    throw io_error(path + ": not enough memory to read the " + what);
+  }
+}
+
 // Reads a whole regular file of at most `max_bytes` bytes. Throws io_error naming the file when it cannot be
 // opened or read, when it is not a regular file (/dev/zero, a FIFO, a link to either: these would be read forever),
 // when it is larger than `max_bytes` (`what` names the kind of file in the message), or when the memory for it

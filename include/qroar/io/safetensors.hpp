@@ -48,6 +48,11 @@ inline std::size_t element_bytes(safetensors_dtype t) noexcept { return t == saf
 
 // Largest accepted JSON header, as the reference implementation (MAX_HEADER_SIZE = 100 000 000).
 inline constexpr std::uint64_t safetensors_max_header_bytes = 100000000;
+// Memory the parsed header may take: 128 MiB, counted per JSON element before it is kept (an object member
+// ~96 bytes, an array element 32, containers 64, strings' heap bytes; malloc overhead included). A header of
+// small numbers (2 bytes of text, 32 parsed) or members is refused once it reaches this, instead of costing
+// 20-40 x its size. A real tensor entry (~100 bytes of text) counts ~600, so the limit holds ~200 000 tensors.
+inline constexpr std::uint64_t safetensors_max_header_memory = std::uint64_t{128} << 20;
 
 // One tensor as described by the header.
 struct safetensors_tensor {
@@ -106,8 +111,35 @@ class safetensors_file {
     const auto* text = reinterpret_cast<const char*>(file_.data() + 8);
     if (n == 0 || text[0] != '{') throw format_error(path, "", 8, "safetensors header is not a JSON object");
     nlohmann::json header;
+    std::uint64_t memory = 0;
+    std::string entry;  // the top-level key being parsed, for the message
+    auto count = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      using ev = nlohmann::json::parse_event_t;
+      auto heap = [](const nlohmann::json& j) -> std::uint64_t {
+        if (!j.is_string()) return 0;
+        const auto len = j.get_ref<const std::string&>().size();
+        return len > 15 ? len + 17 : 0;
+      };
+      std::uint64_t bytes = 0;
+      switch (event) {
+        case ev::object_start:
+        case ev::array_start: bytes = 64; break;
+        case ev::key:
+          bytes = 96 + heap(parsed);
+          if (depth == 1) entry = parsed.get<std::string>();
+          break;
+        case ev::value: bytes = 32 + heap(parsed); break;
+        default: break;
+      }
+      if (bytes > safetensors_max_header_memory - memory)
+        throw format_error(path, entry, 8, "parsing the " + std::to_string(n) + "-byte safetensors header would take more than " +
+                                               std::to_string(safetensors_max_header_memory) +
+                                               " bytes of memory (safetensors_max_header_memory)");
+      memory += bytes;
+      return true;
+    };
     try {
-      header = nlohmann::json::parse(text, text + n);
+      header = nlohmann::json::parse(text, text + n, count);
     } catch (const nlohmann::json::parse_error& e) {
       throw format_error(path, "", 8 + (e.byte > 0 ? e.byte - 1 : 0), std::string("safetensors header is not valid JSON: ") + e.what());
     } catch (const nlohmann::json::exception& e) {

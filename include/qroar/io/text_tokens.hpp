@@ -30,8 +30,12 @@ inline constexpr std::uint64_t text_prefix_cut_window = 4096;
 // large enough for the first `needed` tokens, which equal those of the whole text (the prefix ends at a space or
 // newline, text_prefix_margin_tokens past them): a 50 MB one-line text costs a few MB for one window, not GBs.
 // The result then holds exactly `needed` tokens, or the whole text's tokens when it has fewer. Throws io_error for a
-// file that is not a regular file, larger than max_text_bytes, or shrinks while read.
-inline std::vector<int> encode_text_file(const std::string& path, const tokenizer& tok, std::uint64_t needed = 0) {
+// file that is not a regular file, larger than max_text_bytes, or shrinks while read, and when the memory for the
+// text or its tokens cannot be had (no bare std::bad_alloc).
+inline std::vector<int> encode_text_file(const std::string& path, const tokenizer& tok, std::uint64_t needed = 0);
+
+namespace detail {
+inline std::vector<int> encode_text_file_unchecked(const std::string& path, const tokenizer& tok, std::uint64_t needed) {
   if (needed == 0) return tok.encode(strip_gutenberg_boilerplate(read_regular_file(path, max_text_bytes, "text")), true);
   const mapped_file file(path);  // regular files only; a shrinking file ends in check_intact's io_error
   if (file.size() > max_text_bytes)
@@ -75,6 +79,11 @@ inline std::vector<int> encode_text_file(const std::string& path, const tokenize
       return ids;
     }
   }
+}
+}  // namespace detail
+
+inline std::vector<int> encode_text_file(const std::string& path, const tokenizer& tok, std::uint64_t needed) {
+  return reading_or_io_error(path, "text", [&] { return detail::encode_text_file_unchecked(path, tok, needed); });
 }
 
 }  // namespace v0

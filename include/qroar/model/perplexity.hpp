@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -46,10 +47,34 @@ struct perplexity_result {
   std::vector<double> window_mean_nll;  // one per window
 };
 
+// Longest window accepted: 2^20 tokens. A window's activations grow linearly and its attention work
+// quadratically with its length (2^20 tokens: ~10^12 query-key products per head and layer); 16 x the longest
+// trained context of the models qroar reads (LLaMA 3.1: 131 072) still fits under it.
+inline constexpr int max_context_tokens = 1 << 20;
+
+// Bytes one window of `ctx` tokens needs in window_nll, an upper estimate: per token the residual, normed input
+// and projection (3 dim), q and attention output (2 q_dim), k and v (2 kv_dim), one more dim-wide copy for the
+// hooks, the RoPE table row (head_dim) and the id / NLL bookkeeping (16 bytes); floats are 4 bytes.
+// The feed-forward and logits run in row chunks (forward.hpp), so they do not grow with ctx.
+inline std::uint64_t window_memory_bytes(const llama_config& c, std::uint64_t ctx) noexcept {
+  const auto per_token = 4 * (4 * static_cast<std::uint64_t>(c.dim) + 2 * static_cast<std::uint64_t>(c.q_dim()) +
+                              2 * static_cast<std::uint64_t>(c.kv_dim()) + static_cast<std::uint64_t>(c.head_size())) +
+                         16;
+  return ctx * per_token;
+}
+
+// invalid_argument when `ctx` is not in [2, max_context_tokens] (`what` names the option).
+inline void check_context_length(long long ctx, const char* what = "context length") {
+  if (ctx < 2) throw invalid_argument(std::string(what) + " must be at least 2, got " + std::to_string(ctx));
+  if (ctx > max_context_tokens)
+    throw invalid_argument(std::string(what) + " " + std::to_string(ctx) + " exceeds the limit of " +
+                           std::to_string(max_context_tokens) + " tokens (max_context_tokens)");
+}
+
 // Window start offsets for a stream of n tokens.
 inline std::vector<long long> window_starts(long long n, const perplexity_options& o) {
   const int stride = o.stride > 0 ? o.stride : o.ctx;
-  if (o.ctx < 2) throw invalid_argument("context length must be at least 2, got " + std::to_string(o.ctx));
+  check_context_length(o.ctx);
   if (stride > o.ctx) throw invalid_argument("stride must not exceed the context length");
   if (n < o.ctx)
     throw invalid_argument("the token stream has " + std::to_string(n) + " tokens, fewer than one window of " +
