@@ -3,6 +3,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -52,11 +53,8 @@ class tokenizer {
   tokenizer& operator=(tokenizer&&) = default;
 };
 
-// Reads a token-id file: ASCII decimal ids separated by any whitespace (space, tab, CR, LF, VT, FF), no sign,
-// no other characters; an empty file is an empty sequence. When vocab_size > 0 every id must be below it.
-// Throws io_error when the file cannot be read and format_error (file, byte offset of the offending item)
-// for an item that is not a non-negative integer, does not fit in int, or is >= vocab_size.
-inline std::vector<int> read_token_ids(const std::string& path, int vocab_size = 0) {
+namespace detail {
+inline std::vector<int> read_token_ids_unchecked(const std::string& path, int vocab_size) {
   const mapped_file file(path);
   const auto* p = reinterpret_cast<const char*>(file.data());
   const std::uint64_t n = file.size();
@@ -86,6 +84,20 @@ inline std::vector<int> read_token_ids(const std::string& path, int vocab_size =
   }
   file.check_intact();
   return ids;
+}
+}  // namespace detail
+
+// Reads a token-id file: ASCII decimal ids separated by any whitespace (space, tab, CR, LF, VT, FF), no sign,
+// no other characters; an empty file is an empty sequence. When vocab_size > 0 every id must be below it.
+// Throws io_error when the file cannot be read and format_error (file, byte offset of the offending item)
+// for an item that is not a non-negative integer, does not fit in int, or is >= vocab_size; io_error naming the
+// file when the memory for the ids cannot be had.
+inline std::vector<int> read_token_ids(const std::string& path, int vocab_size = 0) {
+  try {
+    return detail::read_token_ids_unchecked(path, vocab_size);
+  } catch (const std::bad_alloc&) {
+    throw io_error(path + ": not enough memory to read the token ids");
+  }
 }
 
 namespace detail {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <string>
 
@@ -148,6 +149,8 @@ inline band_scales read_band_scales(const std::string& path, const llama_config&
   } catch (const nlohmann::json::exception& e) {
     const auto* pe = dynamic_cast<const nlohmann::json::parse_error*>(&e);
     throw format_error(path, "", pe && pe->byte > 0 ? pe->byte - 1 : 0, std::string("not valid JSON: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    throw io_error(path + ": not enough memory to parse its " + std::to_string(text.size()) + " bytes of JSON");
   }
   return band_scales_from_json(j, c, path);
 }
