@@ -72,4 +72,5 @@ case $CASE in
     stderr_has "^qroar: \[qroar\.invalid_argument\.100\] --ctx 16777216 exceeds the limit of 1048576 tokens" ;;
   *) fail "unknown case" ;;
 esac
+rm -f big.txt nested.gguf many.gguf folder/model.safetensors  # hundreds of MB each; kept when a case fails
 echo "PASS ($CASE)"
