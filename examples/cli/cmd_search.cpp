@@ -19,7 +19,7 @@ struct search_command_options {
   std::string validation_rule = "each_window";
   std::string variant = "auto", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
               report;
-  double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
+  double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4, holdout = 1.0 / 3.0;
   int grid_points = 9, passes = 1, refine = 0, guard_chunks = 0;
   bool no_guard = false, force = false;
 };
@@ -65,6 +65,20 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   j["final_validation_nll"] = num(r.final_validation);
   j["baseline_short_nll"] = num(r.baseline_short);
   j["final_short_nll"] = num(r.final_short);
+  // the full-precision control: the same scales on the full-precision model under the same interpolation
+  if (r.control.measured()) {
+    const auto& c = r.control;
+    j["control"] = {{"windows", c.windows},
+                    {"quantized_baseline_nll", num(c.quantized_baseline)},
+                    {"quantized_final_nll", num(c.quantized_final)},
+                    {"fp_baseline_nll", num(c.fp_baseline)},
+                    {"fp_final_nll", num(c.fp_final)},
+                    {"quantized_ppl_change", num(c.quantized_change())},
+                    {"fp_ppl_change", num(c.fp_change())},
+                    {"quantization_specific_change", num(c.quantization_specific_change())}};
+  } else {
+    j["control"] = nullptr;
+  }
   j["evaluations"] = r.evaluations;
   j["seconds"] = secs;
   auto& steps = j["steps"] = nlohmann::ordered_json::array();  // every candidate tried, in order
@@ -121,6 +135,7 @@ int run_search(const search_command_options& o) {
   wo.ctx = ctx;
   wo.max_dev_windows = o.dev_windows;
   wo.max_validation_windows = o.validation_windows;
+  wo.holdout_fraction = o.holdout;
   const auto windows = qroar::cut_search_windows(documents_from(o.model, o.dev, model),
                                                  documents_from(o.model, o.validation, model), wo);
   const auto& dev = windows.dev;
@@ -212,6 +227,14 @@ int run_search(const search_command_options& o) {
   if (std::isfinite(r.baseline_short))
     fmt::print("short-context ppl (ctx {}): {:.4f} -> {:.4f} ({:+.2f}%)\n", l0, std::exp(r.baseline_short),
                std::exp(r.final_short), 100.0 * (std::exp(r.final_short - r.baseline_short) - 1.0));
+  if (r.control.measured()) {
+    // the quantized model's change beside the full-precision control (same scales, same interpolation, same
+    // windows) and their difference: the part of the gain that repairs quantization
+    const auto& c = r.control;
+    auto pct = [](double v) { return std::isfinite(v) ? fmt::format("{:+.2f}%", 100.0 * v) : std::string("n/a"); };
+    fmt::print("on the {} windows: quantized ppl {}, full-precision ppl {} (control), quantization-specific {}\n",
+               c.windows, pct(c.quantized_change()), pct(c.fp_change()), pct(c.quantization_specific_change()));
+  }
   fmt::print("{} evaluations in {:.1f} s\n\n{:>6} {:>12}", r.evaluations, secs, "unit", "");
   for (std::size_t b = 0; b < so.bands.size(); ++b) fmt::print(" {:>11}", fmt::format("band {} q/k", b));
   fmt::print("\n");
@@ -245,6 +268,10 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
                  "held-out files for accepting a step and for the short-context guard (default: the last third of "
                  "each dev file long enough to give a window)")
       ->check(CLI::ExistingFile);
+  app.add_option("--holdout", o->holdout,
+                 "without --validation: the fraction of each dev file held out for validation and the guard (0 keeps "
+                 "every dev token for the search; default 1/3)")
+      ->check(CLI::Range(0.0, 0.9));
   app.add_option("--validation-windows", o->validation_windows, "validation windows in all")->check(CLI::PositiveNumber);
   app.add_option("--validation-rule", o->validation_rule,
                  "each_window (default): a step must not raise any validation window's NLL; pooled: only their mean")

@@ -598,3 +598,46 @@ TEST_CASE("cut_search_windows: the last third of each long enough dev document h
   // library defaults equal the CLI's: auto variant, each_window validation, a 0.5 % guard
   CHECK_FALSE(qroar::search_options{}.variant.has_value());
 }
+
+TEST_CASE("full-precision control: the same scales on the full-precision model, beside the quantized change") {
+  fixture f;
+  if (!f.ok) return;
+  // symmetric scales under a key-cache quantizer: the full-precision function is unchanged (each pair's logit is
+  // multiplied by g * (1/g)), so the control's change is float rounding of the scaled rows only
+  auto o = f.options("kv:k4:token:g8:post-rope", qroar::scale_variant::symmetric);
+  o.validation_windows = f.validation;
+  o.short_guard = -1.0;
+  const auto r = qroar::search_band_scales(f.model, f.dev, o);
+  REQUIRE_FALSE(r.scales.is_identity());
+  REQUIRE(r.control.measured());
+  CHECK(r.control.windows == "validation");
+  CHECK(r.control.quantized_baseline == r.baseline_validation);
+  CHECK(r.control.quantized_final == r.final_validation);
+  // the control's baseline is the full-precision model itself, evaluated from scratch
+  auto fp = o;
+  fp.quant = qroar::quant_spec{};
+  const qroar::band_scales identity(o.bands, *o.variant, o.granularity, 5, 4);
+  CHECK(r.control.fp_baseline == fresh_mean_nll(f.model, identity, fp, f.validation));
+  CHECK(r.control.fp_final == fresh_mean_nll(f.model, r.scales, fp, f.validation));
+  // rounding bound: each scaled weight is rounded once (2^-24 relative), a logit sums head_dim products, so the
+  // relative logit change is O(head_dim * 2^-24); an NLL moves by at most about that times the logit magnitude
+  // (|logits| < 30 here): 8 * 2^-24 * 30 ~ 1.4e-5 nats
+  constexpr double symmetric_rounding_nats = 8 * 0x1p-24 * 30;
+  CHECK(std::abs(r.control.fp_final - r.control.fp_baseline) <= symmetric_rounding_nats);
+  CHECK(r.control.quantization_specific_change() ==
+        doctest::Approx(r.control.quantized_change() - r.control.fp_change()).epsilon(1e-15));
+  CHECK(r.control.quantized_change() < 0.0);
+  MESSAGE("symmetric K4: quantized " << r.control.quantized_change() << ", full precision " << r.control.fp_change());
+  // query-only scales change the full-precision function: the control moves, and without validation windows it is
+  // measured on the dev windows against the dev objective
+  auto q = f.options("rtn:w4:g32:sym", qroar::scale_variant::query_only);
+  const auto rq = qroar::search_band_scales(f.model, f.dev, q);
+  REQUIRE(rq.control.measured());
+  CHECK(rq.control.windows == "dev");
+  CHECK(rq.control.quantized_final == rq.final_objective);
+  auto qfp = q;
+  qfp.quant = qroar::quant_spec{};
+  CHECK(rq.control.fp_final == fresh_mean_nll(f.model, rq.scales, qfp, f.dev));
+  q.full_precision_control = false;
+  CHECK_FALSE(qroar::search_band_scales(f.model, f.dev, q).control.measured());
+}

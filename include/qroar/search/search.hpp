@@ -92,6 +92,9 @@ struct search_options {
   double min_improvement = 1e-4;    // relative dev-objective decrease a step needs
   int max_tries = 3;                // candidates tried per band when checks reject the best
   bool force_futile = false;        // run the symmetric variant even when the equivariance check says it is a no-op
+  // After the search, measure the same scales on the full-precision model under the same interpolation (the
+  // control: search_result::control, measure_full_precision_control).
+  bool full_precision_control = true;
   int threads = 0;
   std::function<void(const search_progress&)> progress;
 };
@@ -114,8 +117,25 @@ struct variant_trial {
   bool chosen = false;
 };
 
+// A search result beside its full-precision control, on the validation windows (the dev windows without them):
+// mean NLL of the quantized model (as searched) and of the full-precision model under the same interpolation,
+// each without and with the scales. The quantization-specific change is the quantized model's relative perplexity
+// change minus the full-precision model's: what the scales repair of quantization, beyond what they change in the
+// interpolation itself (docs/method.md, "The full-precision control").
+struct search_control {
+  std::string windows;  // "validation" or "dev"; empty when not measured
+  double fp_baseline = std::numeric_limits<double>::quiet_NaN(), fp_final = fp_baseline;
+  double quantized_baseline = fp_baseline, quantized_final = fp_baseline;
+  // relative perplexity changes exp(final - baseline) - 1
+  double fp_change() const { return std::exp(fp_final - fp_baseline) - 1.0; }
+  double quantized_change() const { return std::exp(quantized_final - quantized_baseline) - 1.0; }
+  double quantization_specific_change() const { return quantized_change() - fp_change(); }
+  bool measured() const noexcept { return !windows.empty(); }
+};
+
 struct search_result {
   band_scales scales;
+  search_control control;  // the full-precision control (search_options::full_precision_control)
   scale_variant variant = scale_variant::symmetric;  // the variant searched (auto: the one kept)
   std::string variant_reason;                       // why that variant (auto: the candidates and the rule)
   std::vector<variant_trial> variants;              // auto: every variant searched, in order
@@ -567,6 +587,50 @@ inline search_result search_one_variant(const llama_model& model, const std::vec
                                         const search_options& o);
 }  // namespace detail
 
+// Mean NLL of `windows` on the full-precision `model` with band scales `s` folded into W_Q/W_K, run under `scaling`
+// (each window at positions 0..n-1): window_nll summed per window, then over windows, as evaluate_perplexity does.
+inline double full_precision_nll(const llama_model& model, const band_scales& s, const rope_scaling& scaling,
+                                 const std::vector<std::vector<int>>& windows, int threads = 0) {
+  llama_model m = model;
+  if (!s.is_identity()) apply_band_scales(m, s);
+  int longest = 0;
+  for (const auto& w : windows) longest = std::max(longest, static_cast<int>(w.size()));
+  const auto table = rope_table::for_positions(m.config.rope_geometry(), scaling, std::max(longest, 1));
+  double sum = 0.0;
+  long long count = 0;
+  for (const auto& w : windows) {
+    double window_sum = 0.0;
+    for (double v : window_nll(m, w, table, threads)) window_sum += v;
+    sum += window_sum;
+    count += static_cast<long long>(w.size()) - 1;
+  }
+  return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+}
+
+// The control of a finished search (search_control): the full-precision model without and with r.scales on the
+// validation windows, else the dev windows; the quantized numbers are the search's own (validation NLL, or the dev
+// objective when it is dev_nll; NaN for layer_local without validation windows).
+inline search_control measure_full_precision_control(const llama_model& model, const search_result& r,
+                                                     const std::vector<std::vector<int>>& dev_windows,
+                                                     const search_options& o) {
+  search_control c;
+  const bool validation = !o.validation_windows.empty();
+  const auto& windows = validation ? o.validation_windows : dev_windows;
+  c.windows = validation ? "validation" : "dev";
+  c.fp_baseline = full_precision_nll(model, band_scales(o.bands, r.variant, o.granularity, model.config.n_layers,
+                                                        model.config.n_kv_heads),
+                                     o.scaling, windows, o.threads);
+  c.fp_final = r.scales.is_identity() ? c.fp_baseline : full_precision_nll(model, r.scales, o.scaling, windows, o.threads);
+  if (validation) {
+    c.quantized_baseline = r.baseline_validation;
+    c.quantized_final = r.final_validation;
+  } else if (o.objective == search_objective::dev_nll) {
+    c.quantized_baseline = r.baseline_objective;
+    c.quantized_final = r.final_objective;
+  }
+  return c;
+}
+
 // Searches per-band W_Q/W_K factors for `model` (full precision) deployed with `o.quant` and `o.scaling`, on the
 // dev windows (token ids, each run at positions 0..n-1; use windows longer than the trained context).
 // With `o.variant` empty (auto) every candidate of auto_variant_candidates is searched in full and the one with
@@ -577,6 +641,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   if (o.variant) {
     auto r = detail::search_one_variant(model, dev_windows, o);
     r.variant_reason = std::string("variant ") + to_string(*o.variant) + " as asked";
+    if (o.full_precision_control && !r.skipped) r.control = measure_full_precision_control(model, r, dev_windows, o);
     return r;
   }
   const auto eq = is_row_scale_equivariant(o.quant, o.bands, model.config.rope_geometry());
@@ -614,6 +679,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   best.variants = std::move(trials);
   best.evaluations = evaluations;
   best.variant_reason = "variant auto: " + reason + "; kept " + to_string(best.variant);
+  if (o.full_precision_control && !best.skipped) best.control = measure_full_precision_control(model, best, dev_windows, o);
   return best;
 }
 
