@@ -8,6 +8,7 @@
 
 #include <qroar/search/scales_json.hpp>
 #include <qroar/search/search.hpp>
+#include <qroar/search/search_windows.hpp>
 
 namespace {
 
@@ -16,43 +17,41 @@ struct search_command_options {
   std::vector<std::string> dev, validation;
   int dev_windows = 2, validation_windows = 4;
   std::string validation_rule = "each_window";
-  std::string variant = "symmetric", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
+  std::string variant = "auto", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
               report;
-  double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
+  double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4, holdout = 1.0 / 3.0;
   int grid_points = 9, passes = 1, refine = 0, guard_chunks = 0;
   bool no_guard = false, force = false;
 };
 
-// Non-overlapping windows of `len` tokens from each file in turn, at most `max_windows` in all, spread over the
-// files (the first windows of each file first).
-std::vector<std::vector<int>> windows_from(const qroar_cli::model_options& mo, const std::vector<std::string>& files,
-                                           const qroar::llama_model& m, int len, int max_windows) {
-  qroar_cli::check_window_fits(m.config, len, "--ctx");
-  std::vector<std::vector<int>> streams;
-  // a file gives at most max_windows windows: only the text those need is tokenized
-  const std::uint64_t needed = static_cast<std::uint64_t>(max_windows) * static_cast<std::uint64_t>(len);
-  for (const auto& f : files) streams.push_back(mo.read_stream(f, m, needed));
+// The token stream of each file, in order: at most `needed` tokens of each (0: all), so that a huge file costs only
+// the text its windows need.
+std::vector<std::vector<int>> documents_from(const qroar_cli::model_options& mo, const std::vector<std::string>& files,
+                                             const qroar::llama_model& m, std::uint64_t needed) {
   std::vector<std::vector<int>> out;
-  for (std::size_t k = 0; static_cast<int>(out.size()) < max_windows; ++k) {
-    bool any = false;
-    for (const auto& s : streams) {
-      if ((k + 1) * static_cast<std::size_t>(len) > s.size() || static_cast<int>(out.size()) >= max_windows) continue;
-      out.emplace_back(s.begin() + static_cast<long>(k * static_cast<std::size_t>(len)),
-                       s.begin() + static_cast<long>((k + 1) * static_cast<std::size_t>(len)));
-      any = true;
-    }
-    if (!any) break;
-  }
+  for (const auto& f : files) out.push_back(mo.read_stream(f, m, needed));
   return out;
 }
 
 nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::llama_model& m,
-                                   const search_command_options& o, const qroar::rope_scaling& sc, double secs) {
+                                   const search_command_options& o, const qroar::rope_scaling& sc,
+                                   const qroar::search_windows& windows, double secs) {
   nlohmann::ordered_json j;
   j["skipped"] = r.skipped;
   j["message"] = r.message;
   j["equivariance"] = {{"symmetric_is_noop", r.equivariance.symmetric_is_noop()}, {"summary", r.equivariance.summary()}};
-  j["variant"] = o.variant;
+  j["variant"] = qroar::to_string(r.variant);  // the variant searched (auto: the one kept)
+  j["variant_requested"] = o.variant;
+  j["variant_reason"] = r.variant_reason;
+  auto& trials = j["variants"] = nlohmann::ordered_json::array();  // auto: every variant searched
+  auto num0 = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
+  for (const auto& t : r.variants)
+    trials.push_back({{"variant", qroar::to_string(t.variant)}, {"final_objective", num0(t.final_objective)},
+                      {"final_validation_nll", num0(t.final_validation)}, {"evaluations", t.evaluations},
+                      {"chosen", t.chosen}});
+  j["windows"] = {{"dev", windows.dev.size()}, {"validation", windows.validation.size()},
+                  {"validation_source", !o.validation.empty() ? "files" : windows.held_out ? "held_out" : "none"},
+                  {"note", windows.note}};
   j["granularity"] = o.granularity;
   j["objective"] = o.objective;
   j["grid_strategy"] = o.grid_strategy;
@@ -62,11 +61,25 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
   j["baseline_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.baseline_objective);
   j["final_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.final_objective);
-  j["validation_rule"] = o.validation.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.validation_rule);
+  j["validation_rule"] = windows.validation.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.validation_rule);
   j["baseline_validation_nll"] = num(r.baseline_validation);
   j["final_validation_nll"] = num(r.final_validation);
   j["baseline_short_nll"] = num(r.baseline_short);
   j["final_short_nll"] = num(r.final_short);
+  // the full-precision control: the same scales on the full-precision model under the same interpolation
+  if (r.control.measured()) {
+    const auto& c = r.control;
+    j["control"] = {{"windows", c.windows},
+                    {"quantized_baseline_nll", num(c.quantized_baseline)},
+                    {"quantized_final_nll", num(c.quantized_final)},
+                    {"fp_baseline_nll", num(c.fp_baseline)},
+                    {"fp_final_nll", num(c.fp_final)},
+                    {"quantized_ppl_change", num(c.quantized_change())},
+                    {"fp_ppl_change", num(c.fp_change())},
+                    {"quantization_specific_change", num(c.quantization_specific_change())}};
+  } else {
+    j["control"] = nullptr;
+  }
   j["evaluations"] = r.evaluations;
   j["seconds"] = secs;
   auto& steps = j["steps"] = nlohmann::ordered_json::array();  // every candidate tried, in order
@@ -93,7 +106,7 @@ int run_search(const search_command_options& o) {
   so.scaling = o.model.scaling(model);
   so.quant = o.model.quant_spec();
   so.bands = o.model.band_partition(model);
-  so.variant = qroar::scale_variant_from_string(o.variant);
+  if (o.variant != "auto") so.variant = qroar::scale_variant_from_string(o.variant);
   so.granularity = qroar::scale_granularity_from_string(o.granularity);
   so.grid_min = o.grid_min;
   so.grid_max = o.grid_max;
@@ -116,16 +129,33 @@ int run_search(const search_command_options& o) {
                "warning: --ctx {} is not beyond the trained context {} the model file records; Q-ROAR targets contexts "
                "past it (pass --original-ctx when the file's context length is not the trained one)\n",
                ctx, l0);
-  const auto dev = windows_from(o.model, o.dev, model, ctx, o.dev_windows);
+  // dev and validation windows; without --validation the last third of each long enough dev document is held out
+  // (qroar::cut_search_windows). The short-context guard runs on every L0-token chunk of the validation windows
+  // (text the search does not fit), else of the dev windows, grouped by the window they come from.
+  qroar::search_windows_options wo;
+  wo.ctx = ctx;
+  wo.max_dev_windows = o.dev_windows;
+  wo.max_validation_windows = o.validation_windows;
+  wo.holdout_fraction = o.holdout;
+  qroar_cli::check_window_fits(model.config, ctx, "--ctx");
+  // Tokens read per file: a dev file gives at most --dev-windows windows and a validation file --validation-windows.
+  // Without --validation the hold-out is the last fraction of what is read of each dev file, which is then up to
+  // (dev + validation windows) / (1 - holdout) windows long: the whole file when it is shorter.
+  const auto len = static_cast<std::uint64_t>(ctx);
+  const auto dev_windows = static_cast<std::uint64_t>(o.dev_windows), validation_windows = static_cast<std::uint64_t>(o.validation_windows);
+  const std::uint64_t dev_needed =
+      !o.validation.empty() || o.holdout <= 0.0
+          ? dev_windows * len
+          : static_cast<std::uint64_t>(std::ceil(static_cast<double>((dev_windows + validation_windows) * len) / (1.0 - o.holdout)));
+  const auto windows = qroar::cut_search_windows(documents_from(o.model, o.dev, model, dev_needed),
+                                                 documents_from(o.model, o.validation, model, validation_windows * len), wo);
+  const auto& dev = windows.dev;
   if (dev.empty()) throw qroar_cli::usage_error("the dev files hold fewer tokens than one window of --ctx " + std::to_string(ctx));
-  if (!o.validation.empty()) {
-    so.validation_windows = windows_from(o.model, o.validation, model, ctx, o.validation_windows);
-    so.validation = o.validation_rule == "pooled" ? qroar::validation_rule::pooled : qroar::validation_rule::each_window;
-    if (so.validation_windows.empty()) throw qroar_cli::usage_error("the validation files hold fewer tokens than one window");
-  }
-  // short-context guard: every L0-token chunk of the validation windows (text the search does not fit), else of the
-  // dev windows, grouped by the window they come from
-  qroar::short_context_windows(so, so.validation_windows.empty() ? dev : so.validation_windows, l0, o.guard_chunks);
+  if (!o.validation.empty() && windows.validation.empty())
+    throw qroar_cli::usage_error("the validation files hold fewer tokens than one window");
+  so.validation = o.validation_rule == "pooled" ? qroar::validation_rule::pooled : qroar::validation_rule::each_window;
+  qroar::use_search_windows(so, windows, l0, o.guard_chunks);
+  if (!windows.note.empty() && !o.model.quiet) fmt::print(stderr, "{}\n", windows.note);
   const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
   if (!o.model.quiet && !o.model.json) fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
   qroar_cli::progress_bar bar("search", o.model.quiet || o.model.json);
@@ -144,6 +174,8 @@ int run_search(const search_command_options& o) {
                                    {"quant", o.model.quant},
                                    {"ctx", ctx},
                                    {"objective", o.objective},
+                                   {"variant", qroar::to_string(r.variant)},
+                                   {"variant_reason", r.variant_reason},
                                    {"baseline_objective", r.baseline_objective},
                                    {"final_objective", r.final_objective}};
     if (r.skipped) {  // nothing was evaluated: no objective to report
@@ -176,17 +208,23 @@ int run_search(const search_command_options& o) {
     }
     trace.series = {tried, accepted};
     qroar_cli::write_plot(o.report, "search_trace", trace);
-    qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, secs));
+    qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, windows, secs));
   }
   if (o.model.json) {
-    std::cout << qroar_cli::json_text(result_json(r, model, o, so.scaling, secs)) << "\n";
+    std::cout << qroar_cli::json_text(result_json(r, model, o, so.scaling, windows, secs)) << "\n";
     return 0;
   }
-  fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n", o.variant,
+  fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n",
+             qroar::to_string(r.variant),
              o.granularity, so.bands.size(), o.objective, r.grid.size(), o.grid_min, o.grid_max);
   fmt::print("RoPE {} x{} at ctx {}, quantization '{}'\n", qroar::to_string(so.scaling.type), so.scaling.factor, ctx,
              o.model.quant.empty() ? "none" : o.model.quant);
   fmt::print("equivariance: {}\n", r.equivariance.summary());
+  fmt::print("{}\n", r.variant_reason);
+  for (const auto& t : r.variants)
+    fmt::print("  {:<12} dev {:.6f}, validation NLL {}{}\n", qroar::to_string(t.variant), t.final_objective,
+               std::isfinite(t.final_validation) ? fmt::format("{:.6f}", t.final_validation) : std::string("-"),
+               t.chosen ? "  <- kept" : "");
   if (r.skipped) {
     fmt::print("{}\n(use --variant query_only or independent, or --force to run it anyway)\n", r.message);
     if (!o.output.empty()) fmt::print("wrote identity scales to {}\n", o.output);
@@ -200,6 +238,14 @@ int run_search(const search_command_options& o) {
   if (std::isfinite(r.baseline_short))
     fmt::print("short-context ppl (ctx {}): {:.4f} -> {:.4f} ({:+.2f}%)\n", l0, std::exp(r.baseline_short),
                std::exp(r.final_short), 100.0 * (std::exp(r.final_short - r.baseline_short) - 1.0));
+  if (r.control.measured()) {
+    // the quantized model's change beside the full-precision control (same scales, same interpolation, same
+    // windows) and their difference: the part of the gain that repairs quantization
+    const auto& c = r.control;
+    auto pct = [](double v) { return std::isfinite(v) ? fmt::format("{:+.2f}%", 100.0 * v) : std::string("n/a"); };
+    fmt::print("on the {} windows: quantized ppl {}, full-precision ppl {} (control), quantization-specific {}\n",
+               c.windows, pct(c.quantized_change()), pct(c.fp_change()), pct(c.quantization_specific_change()));
+  }
   fmt::print("{} evaluations in {:.1f} s\n\n{:>6} {:>12}", r.evaluations, secs, "unit", "");
   for (std::size_t b = 0; b < so.bands.size(); ++b) fmt::print(" {:>11}", fmt::format("band {} q/k", b));
   fmt::print("\n");
@@ -229,14 +275,22 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
   app.add_option("--dev", o->dev, "dev text or token-id files (repeat for several documents)")->required()
       ->check(CLI::ExistingFile);
   app.add_option("--dev-windows", o->dev_windows, "dev windows in all (spread over the files)")->check(CLI::PositiveNumber);
-  app.add_option("--validation", o->validation, "held-out files for accepting a step and for the short-context guard")
+  app.add_option("--validation", o->validation,
+                 "held-out files for accepting a step and for the short-context guard (default: the last third of "
+                 "each dev file long enough to give a window)")
       ->check(CLI::ExistingFile);
+  app.add_option("--holdout", o->holdout,
+                 "without --validation: the fraction of each dev file held out for validation and the guard (0 keeps "
+                 "every dev token for the search; default 1/3)")
+      ->check(CLI::Range(0.0, 0.9));
   app.add_option("--validation-windows", o->validation_windows, "validation windows in all")->check(CLI::PositiveNumber);
   app.add_option("--validation-rule", o->validation_rule,
                  "each_window (default): a step must not raise any validation window's NLL; pooled: only their mean")
       ->check(CLI::IsMember({"each_window", "pooled"}));
-  app.add_option("--variant", o->variant, "symmetric (W_Q*g, W_K/g), query_only or independent")
-      ->check(CLI::IsMember({"symmetric", "query_only", "independent"}));
+  app.add_option("--variant", o->variant,
+                 "auto (default: the variants that can act under --quant, the best on validation kept), symmetric "
+                 "(W_Q*g, W_K/g), query_only or independent")
+      ->check(CLI::IsMember({"auto", "symmetric", "query_only", "independent"}));
   app.add_option("--granularity", o->granularity, "global, per_layer or per_layer_kv_head")
       ->check(CLI::IsMember({"global", "per_layer", "per_layer_kv_head"}));
   app.add_option("--grid-min", o->grid_min, "smallest factor")->check(qroar_cli::finite_positive);

@@ -6,3 +6,4 @@
 #include "search/patch_gguf.hpp"
 #include "search/scales_json.hpp"
 #include "search/search.hpp"
+#include "search/search_windows.hpp"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -15,6 +16,7 @@
 #include <qroar/io/load_tokenizer.hpp>
 #include <qroar/io/tokenizer.hpp>
 #include <qroar/search/search.hpp>
+#include <qroar/search/search_windows.hpp>
 
 #include "shared_data.hpp"
 
@@ -126,7 +128,7 @@ TEST_CASE("search invariants: dev objective never worsens, reproducible through 
     // the search's numbers through apply_band_scales + quantize_weights + window_nll: the same weights, the same
     // activations, the same NLL routine, summed in the same order: equal bit for bit
     CHECK(fresh_mean_nll(f.model, r.scales, o, f.dev) == r.final_objective);
-    CHECK(fresh_mean_nll(f.model, qroar::band_scales(o.bands, o.variant, o.granularity, 5, 4), o, f.dev) ==
+    CHECK(fresh_mean_nll(f.model, qroar::band_scales(o.bands, *o.variant, o.granularity, 5, 4), o, f.dev) ==
           r.baseline_objective);
     MESSAGE(label << ": fresh evaluation differs by " << fresh_mean_nll(f.model, r.scales, o, f.dev) - r.final_objective);
     // deterministic and independent of the thread count
@@ -178,7 +180,7 @@ TEST_CASE("acceptance checks: validation never rises and the short-context guard
   qroar::short_context_windows(o, o.validation_windows, 512);
   REQUIRE(o.short_windows.size() == 4);
   auto document_nll = [&](const qroar::band_scales& s, int document) { return short_document_nll(f.model, s, o, document); };
-  const qroar::band_scales identity(o.bands, o.variant, o.granularity, 5, 4);
+  const qroar::band_scales identity(o.bands, *o.variant, o.granularity, 5, 4);
   for (double guard : {0.0, 0.005}) {
     CAPTURE(guard);
     o.short_guard = guard;
@@ -236,7 +238,7 @@ TEST_CASE("layer-local objective: cached inputs and partial q/k projections repr
     // over layers): a few rounding errors of a double sum of 10 terms.
     constexpr double sum_order_rel_tol = 1e-12;
     CHECK(fresh_layer_local(f.model, r.scales, o, dev) == doctest::Approx(r.final_objective).epsilon(sum_order_rel_tol));
-    CHECK(fresh_layer_local(f.model, qroar::band_scales(o.bands, o.variant, o.granularity, 5, 4), o, dev) ==
+    CHECK(fresh_layer_local(f.model, qroar::band_scales(o.bands, *o.variant, o.granularity, 5, 4), o, dev) ==
           doctest::Approx(r.baseline_objective).epsilon(sum_order_rel_tol));
   }
 }
@@ -428,7 +430,7 @@ TEST_CASE("validation_rule::each_window: no validation window gets worse, where 
   const auto validation = g.held_out();
   auto o = g.options("ggml:q4_0");
   o.validation_windows = validation;
-  const qroar::band_scales identity(o.bands, o.variant, o.granularity, model.config.n_layers, model.config.n_kv_heads);
+  const qroar::band_scales identity(o.bands, *o.variant, o.granularity, model.config.n_layers, model.config.n_kv_heads);
   auto window_nlls = [&](const qroar::band_scales& s) {
     const deployed d(model, s, o);
     std::vector<double> out;
@@ -472,7 +474,7 @@ TEST_CASE("short-context guard per document: pooled lets one document rise past 
   o.short_guard = 0.005;
   qroar::short_context_windows(o, g.held_out(), 256);
   REQUIRE(o.short_windows.size() == 8);
-  const qroar::band_scales identity(o.bands, o.variant, o.granularity, g.model.config.n_layers, g.model.config.n_kv_heads);
+  const qroar::band_scales identity(o.bands, *o.variant, o.granularity, g.model.config.n_layers, g.model.config.n_kv_heads);
   auto document_nll = [&](const qroar::band_scales& s, int document) { return short_document_nll(g.model, s, o, document); };
   const double before[2] = {document_nll(identity, 0), document_nll(identity, 1)};
   for (bool each : {false, true}) {
@@ -493,4 +495,149 @@ TEST_CASE("short-context guard per document: pooled lets one document rise past 
       CHECK(worst > o.short_guard);  // the fixture exercises the difference
     }
   }
+}
+
+TEST_CASE("variant auto: query_only alone where symmetric scaling is a no-op, the same search as asking for it") {
+  fixture f;
+  if (!f.ok) return;
+  auto o = f.options("rtn:w4:g32:sym", qroar::scale_variant::query_only);
+  const auto asked = qroar::search_band_scales(f.model, f.dev, o);
+  o.variant.reset();  // auto
+  const auto automatic = qroar::search_band_scales(f.model, f.dev, o);
+  CHECK(automatic.variant == qroar::scale_variant::query_only);
+  REQUIRE(automatic.variants.size() == 1);
+  CHECK(automatic.variants[0].chosen);
+  CHECK(automatic.variant_reason.find("no-op") != std::string::npos);
+  CHECK(automatic.scales.query == asked.scales.query);
+  CHECK(automatic.scales.key == asked.scales.key);
+  CHECK(automatic.final_objective == asked.final_objective);
+  CHECK(automatic.evaluations == asked.evaluations);
+}
+
+TEST_CASE("variant auto: symmetric and independent under a key-cache quantizer, the lower validation NLL kept") {
+  fixture f;
+  if (!f.ok) return;
+  auto o = f.options("kv:k4:token:g8:post-rope", qroar::scale_variant::symmetric);
+  o.validation_windows = f.validation;
+  o.short_guard = -1.0;
+  std::vector<qroar::search_result> asked;
+  for (auto v : {qroar::scale_variant::symmetric, qroar::scale_variant::independent}) {
+    o.variant = v;
+    asked.push_back(qroar::search_band_scales(f.model, f.dev, o));
+    REQUIRE(std::isfinite(asked.back().final_validation));
+  }
+  o.variant.reset();
+  int last_evaluations = 0, last_planned = 0, calls = 0;
+  o.progress = [&](const qroar::search_progress& p) {
+    CHECK(p.evaluations > last_evaluations);  // one running count over both variants
+    CHECK(p.planned >= p.evaluations);
+    last_evaluations = p.evaluations;
+    last_planned = p.planned;
+    ++calls;
+  };
+  const auto automatic = qroar::search_band_scales(f.model, f.dev, o);
+  REQUIRE(automatic.variants.size() == 2);
+  CHECK(automatic.variants[0].variant == qroar::scale_variant::symmetric);
+  CHECK(automatic.variants[1].variant == qroar::scale_variant::independent);
+  const std::size_t kept = asked[1].final_validation < asked[0].final_validation ? 1 : 0;
+  CHECK(automatic.variant == asked[kept].variant);
+  CHECK(automatic.variants[kept].chosen);
+  CHECK_FALSE(automatic.variants[1 - kept].chosen);
+  CHECK(automatic.scales.query == asked[kept].scales.query);
+  CHECK(automatic.scales.key == asked[kept].scales.key);
+  CHECK(automatic.final_validation == asked[kept].final_validation);
+  CHECK(automatic.evaluations == asked[0].evaluations + asked[1].evaluations);
+  CHECK(last_evaluations == asked[0].evaluations - 1 + asked[1].evaluations - 1);  // baselines are not progress steps
+  CHECK(last_planned >= last_evaluations);
+  CHECK(calls == last_evaluations);
+  MESSAGE("validation NLL: symmetric " << asked[0].final_validation << ", independent " << asked[1].final_validation);
+}
+
+TEST_CASE("cut_search_windows: the last third of each long enough dev document held out for validation") {
+  auto doc = [](int n, int base) {
+    std::vector<int> d(static_cast<std::size_t>(n));
+    std::iota(d.begin(), d.end(), base);
+    return d;
+  };
+  qroar::search_windows_options wo;
+  wo.ctx = 100;
+  wo.max_dev_windows = 10;
+  wo.max_validation_windows = 10;
+  // 450 tokens: 150 held out (one window: 300..399), dev from the first 300 (three windows); 200 tokens: a third is
+  // 66 < 100, kept whole for dev (two windows)
+  const auto w = qroar::cut_search_windows({doc(450, 0), doc(200, 10000)}, {}, wo);
+  CHECK(w.held_out);
+  REQUIRE(w.validation.size() == 1);
+  CHECK(w.validation[0] == doc(100, 300));
+  REQUIRE(w.dev.size() == 5);  // window k of every document first: doc0 w0, doc1 w0, doc0 w1, doc1 w1, doc0 w2
+  CHECK(w.dev[0] == doc(100, 0));
+  CHECK(w.dev[1] == doc(100, 10000));
+  CHECK(w.dev[4] == doc(100, 200));
+  for (const auto& d : w.dev)
+    for (int t : d) CHECK((t < 300 || t >= 10000));  // nothing held out is fitted
+  CHECK(w.note.find("held out") != std::string::npos);
+  // nothing long enough: no validation, and the note says so
+  const auto none = qroar::cut_search_windows({doc(250, 0)}, {}, wo);
+  CHECK_FALSE(none.held_out);
+  CHECK(none.validation.empty());
+  CHECK(none.dev.size() == 2);
+  CHECK(none.note.find("no dev document is long enough") != std::string::npos);
+  // validation documents given: no hold-out
+  const auto given = qroar::cut_search_windows({doc(450, 0)}, {doc(250, 5000)}, wo);
+  CHECK_FALSE(given.held_out);
+  CHECK(given.dev.size() == 4);
+  CHECK(given.validation.size() == 2);
+  CHECK(given.note.empty());
+  // the search options: validation windows and their trained-context chunks as the guard set
+  qroar::search_options o;
+  qroar::use_search_windows(o, w, 50);
+  CHECK(o.validation_windows == w.validation);
+  CHECK(o.short_windows.size() == 2);
+  wo.holdout_fraction = 1.0;
+  CHECK_THROWS_AS(qroar::cut_search_windows({doc(450, 0)}, {}, wo), qroar::invalid_argument);
+  // library defaults equal the CLI's: auto variant, each_window validation, a 0.5 % guard
+  CHECK_FALSE(qroar::search_options{}.variant.has_value());
+}
+
+TEST_CASE("full-precision control: the same scales on the full-precision model, beside the quantized change") {
+  fixture f;
+  if (!f.ok) return;
+  // symmetric scales under a key-cache quantizer: the full-precision function is unchanged (each pair's logit is
+  // multiplied by g * (1/g)), so the control's change is float rounding of the scaled rows only
+  auto o = f.options("kv:k4:token:g8:post-rope", qroar::scale_variant::symmetric);
+  o.validation_windows = f.validation;
+  o.short_guard = -1.0;
+  const auto r = qroar::search_band_scales(f.model, f.dev, o);
+  REQUIRE_FALSE(r.scales.is_identity());
+  REQUIRE(r.control.measured());
+  CHECK(r.control.windows == "validation");
+  CHECK(r.control.quantized_baseline == r.baseline_validation);
+  CHECK(r.control.quantized_final == r.final_validation);
+  // the control's baseline is the full-precision model itself, evaluated from scratch
+  auto fp = o;
+  fp.quant = qroar::quant_spec{};
+  const qroar::band_scales identity(o.bands, *o.variant, o.granularity, 5, 4);
+  CHECK(r.control.fp_baseline == fresh_mean_nll(f.model, identity, fp, f.validation));
+  CHECK(r.control.fp_final == fresh_mean_nll(f.model, r.scales, fp, f.validation));
+  // rounding bound: each scaled weight is rounded once (2^-24 relative), a logit sums head_dim products, so the
+  // relative logit change is O(head_dim * 2^-24); an NLL moves by at most about that times the logit magnitude
+  // (|logits| < 30 here): 8 * 2^-24 * 30 ~ 1.4e-5 nats
+  constexpr double symmetric_rounding_nats = 8 * 0x1p-24 * 30;
+  CHECK(std::abs(r.control.fp_final - r.control.fp_baseline) <= symmetric_rounding_nats);
+  CHECK(r.control.quantization_specific_change() ==
+        doctest::Approx(r.control.quantized_change() - r.control.fp_change()).epsilon(1e-15));
+  CHECK(r.control.quantized_change() < 0.0);
+  MESSAGE("symmetric K4: quantized " << r.control.quantized_change() << ", full precision " << r.control.fp_change());
+  // query-only scales change the full-precision function: the control moves, and without validation windows it is
+  // measured on the dev windows against the dev objective
+  auto q = f.options("rtn:w4:g32:sym", qroar::scale_variant::query_only);
+  const auto rq = qroar::search_band_scales(f.model, f.dev, q);
+  REQUIRE(rq.control.measured());
+  CHECK(rq.control.windows == "dev");
+  CHECK(rq.control.quantized_final == rq.final_objective);
+  auto qfp = q;
+  qfp.quant = qroar::quant_spec{};
+  CHECK(rq.control.fp_final == fresh_mean_nll(f.model, rq.scales, qfp, f.dev));
+  q.full_precision_control = false;
+  CHECK_FALSE(qroar::search_band_scales(f.model, f.dev, q).control.measured());
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -69,7 +70,9 @@ struct search_progress {
 
 struct search_options {
   band_partition bands;
-  scale_variant variant = scale_variant::symmetric;
+  // Which factors are searched. Empty (the default, `--variant auto`): the variants that can act under `quant`
+  // are each searched and the best on validation is kept (auto_variant_candidates, search_band_scales).
+  std::optional<scale_variant> variant;
   scale_granularity granularity = scale_granularity::global;
   double grid_min = 0.5, grid_max = 2.0;
   int grid_points = 9;
@@ -89,6 +92,9 @@ struct search_options {
   double min_improvement = 1e-4;    // relative dev-objective decrease a step needs
   int max_tries = 3;                // candidates tried per band when checks reject the best
   bool force_futile = false;        // run the symmetric variant even when the equivariance check says it is a no-op
+  // After the search, measure the same scales on the full-precision model under the same interpolation (the
+  // control: search_result::control, measure_full_precision_control).
+  bool full_precision_control = true;
   int threads = 0;
   std::function<void(const search_progress&)> progress;
 };
@@ -102,8 +108,37 @@ struct search_step {
   std::string note;
 };
 
+// One variant searched by `variant = auto`: its final objectives (validation NaN without validation windows).
+struct variant_trial {
+  scale_variant variant = scale_variant::symmetric;
+  double final_objective = 0.0;
+  double final_validation = std::numeric_limits<double>::quiet_NaN();
+  int evaluations = 0;
+  bool chosen = false;
+};
+
+// A search result beside its full-precision control, on the validation windows (the dev windows without them):
+// mean NLL of the quantized model (as searched) and of the full-precision model under the same interpolation,
+// each without and with the scales. The quantization-specific change is the quantized model's relative perplexity
+// change minus the full-precision model's: what the scales repair of quantization, beyond what they change in the
+// interpolation itself (docs/method.md, "The full-precision control").
+struct search_control {
+  std::string windows;  // "validation" or "dev"; empty when not measured
+  double fp_baseline = std::numeric_limits<double>::quiet_NaN(), fp_final = fp_baseline;
+  double quantized_baseline = fp_baseline, quantized_final = fp_baseline;
+  // relative perplexity changes exp(final - baseline) - 1
+  double fp_change() const { return std::exp(fp_final - fp_baseline) - 1.0; }
+  double quantized_change() const { return std::exp(quantized_final - quantized_baseline) - 1.0; }
+  double quantization_specific_change() const { return quantized_change() - fp_change(); }
+  bool measured() const noexcept { return !windows.empty(); }
+};
+
 struct search_result {
   band_scales scales;
+  search_control control;  // the full-precision control (search_options::full_precision_control)
+  scale_variant variant = scale_variant::symmetric;  // the variant searched (auto: the one kept)
+  std::string variant_reason;                       // why that variant (auto: the candidates and the rule)
+  std::vector<variant_trial> variants;              // auto: every variant searched, in order
   bool skipped = false;
   std::string message;
   equivariance_report equivariance;
@@ -190,7 +225,8 @@ class search_state {
  public:
   search_state(const llama_model& fp, const search_options& o, const std::vector<std::vector<int>>& dev)
       : fp_(fp), o_(o), dev_(dev),
-        scales_(o.bands, o.variant, o.granularity, fp.config.n_layers, fp.config.n_kv_heads) {
+        scales_(o.bands, o.variant.value_or(scale_variant::symmetric), o.granularity, fp.config.n_layers,
+                fp.config.n_kv_heads) {
     work_ = fp;  // the only copy of the model: quantized here, its W_Q/W_K rewritten per candidate
     const auto& w = o.quant.weights;
     if (w.method == weight_method::gptq) {
@@ -523,10 +559,135 @@ class search_state {
 
 }  // namespace detail
 
+// The variants `variant = auto` searches under a quantizer, and why (docs/method.md, "Variants"):
+//   - symmetric scaling a no-op (every weight quantizer with per-row or in-row groups, no q/k-side KV or
+//     activation quantization: Q(g w) = g Q(w), so W_Q g and W_K / g give the same quantized logits):
+//     query_only only. The independent variant would search its balance s (the no-op symmetric direction) and
+//     its temperature t = the query-only factor, so it adds nothing but evaluations.
+//   - otherwise (key-cache or activation quantization breaks the equivariance): symmetric (keeps the
+//     full-precision function: repairs quantization only) and independent (balance + temperature per band).
+// `force_futile` keeps the symmetric candidate even when it is a no-op.
+inline std::vector<scale_variant> auto_variant_candidates(const equivariance_report& eq, bool force_futile,
+                                                          std::string* reason = nullptr) {
+  if (eq.symmetric_is_noop() && !force_futile) {
+    if (reason)
+      *reason = "symmetric scaling is a no-op under this quantizer (" + eq.weights_reason +
+                "), and the independent variant reduces to its temperature, the query-only factor: query_only only";
+    return {scale_variant::query_only};
+  }
+  if (reason)
+    *reason = "symmetric scaling can act under this quantizer: symmetric (keeps the full-precision function) and "
+              "independent (balance and temperature) searched, the one with the lower validation NLL kept (dev "
+              "objective without validation windows; ties keep symmetric)";
+  return {scale_variant::symmetric, scale_variant::independent};
+}
+
+namespace detail {
+inline search_result search_one_variant(const llama_model& model, const std::vector<std::vector<int>>& dev_windows,
+                                        const search_options& o);
+}  // namespace detail
+
+// Mean NLL of `windows` on the full-precision `model` with band scales `s` folded into W_Q/W_K, run under `scaling`
+// (each window at positions 0..n-1): window_nll summed per window, then over windows, as evaluate_perplexity does.
+inline double full_precision_nll(const llama_model& model, const band_scales& s, const rope_scaling& scaling,
+                                 const std::vector<std::vector<int>>& windows, int threads = 0) {
+  llama_model m = model;
+  if (!s.is_identity()) apply_band_scales(m, s);
+  int longest = 0;
+  for (const auto& w : windows) longest = std::max(longest, static_cast<int>(w.size()));
+  const auto table = rope_table::for_positions(m.config.rope_geometry(), scaling, std::max(longest, 1));
+  double sum = 0.0;
+  long long count = 0;
+  for (const auto& w : windows) {
+    double window_sum = 0.0;
+    for (double v : window_nll(m, w, table, threads)) window_sum += v;
+    sum += window_sum;
+    count += static_cast<long long>(w.size()) - 1;
+  }
+  return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+}
+
+// The control of a finished search (search_control): the full-precision model without and with r.scales on the
+// validation windows, else the dev windows; the quantized numbers are the search's own (validation NLL, or the dev
+// objective when it is dev_nll; NaN for layer_local without validation windows).
+inline search_control measure_full_precision_control(const llama_model& model, const search_result& r,
+                                                     const std::vector<std::vector<int>>& dev_windows,
+                                                     const search_options& o) {
+  search_control c;
+  const bool validation = !o.validation_windows.empty();
+  const auto& windows = validation ? o.validation_windows : dev_windows;
+  c.windows = validation ? "validation" : "dev";
+  c.fp_baseline = full_precision_nll(model, band_scales(o.bands, r.variant, o.granularity, model.config.n_layers,
+                                                        model.config.n_kv_heads),
+                                     o.scaling, windows, o.threads);
+  c.fp_final = r.scales.is_identity() ? c.fp_baseline : full_precision_nll(model, r.scales, o.scaling, windows, o.threads);
+  if (validation) {
+    c.quantized_baseline = r.baseline_validation;
+    c.quantized_final = r.final_validation;
+  } else if (o.objective == search_objective::dev_nll) {
+    c.quantized_baseline = r.baseline_objective;
+    c.quantized_final = r.final_objective;
+  }
+  return c;
+}
+
 // Searches per-band W_Q/W_K factors for `model` (full precision) deployed with `o.quant` and `o.scaling`, on the
 // dev windows (token ids, each run at positions 0..n-1; use windows longer than the trained context).
+// With `o.variant` empty (auto) every candidate of auto_variant_candidates is searched in full and the one with
+// the lower final validation NLL (the final dev objective when there are no validation windows) is kept: the
+// result is that variant's, with `variants` listing every candidate and `evaluations` counting them all.
 inline search_result search_band_scales(const llama_model& model, const std::vector<std::vector<int>>& dev_windows,
                                         const search_options& o) {
+  if (o.variant) {
+    auto r = detail::search_one_variant(model, dev_windows, o);
+    r.variant_reason = std::string("variant ") + to_string(*o.variant) + " as asked";
+    if (o.full_precision_control && !r.skipped) r.control = measure_full_precision_control(model, r, dev_windows, o);
+    return r;
+  }
+  const auto eq = is_row_scale_equivariant(o.quant, o.bands, model.config.rope_geometry());
+  std::string reason;
+  const auto candidates = auto_variant_candidates(eq, o.force_futile, &reason);
+  search_options oc = o;
+  int done = 0, seen = 0;  // progress steps of the variants searched so far, and of the current one
+  int remaining = static_cast<int>(candidates.size());
+  if (o.progress)
+    oc.progress = [&](const search_progress& p) {
+      seen = p.evaluations;
+      search_progress q = p;
+      q.evaluations += done;
+      q.planned = done + p.planned * remaining;  // later variants assumed to cost as much as this one
+      q.best = p.best;
+      o.progress(q);
+    };
+  search_result best;
+  std::vector<variant_trial> trials;
+  int evaluations = 0;
+  auto score = [](const search_result& r) {
+    return std::isfinite(r.final_validation) ? r.final_validation : r.final_objective;
+  };
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    oc.variant = candidates[i];
+    auto r = detail::search_one_variant(model, dev_windows, oc);
+    evaluations += r.evaluations;
+    done += seen;
+    seen = 0;
+    --remaining;
+    trials.push_back({candidates[i], r.final_objective, r.final_validation, r.evaluations, false});
+    if (i == 0 || score(r) < score(best)) best = std::move(r);
+  }
+  for (auto& t : trials) t.chosen = t.variant == best.variant;
+  best.variants = std::move(trials);
+  best.evaluations = evaluations;
+  best.variant_reason = "variant auto: " + reason + "; kept " + to_string(best.variant);
+  if (o.full_precision_control && !best.skipped) best.control = measure_full_precision_control(model, best, dev_windows, o);
+  return best;
+}
+
+namespace detail {
+// One variant's search (o.variant set): the coordinate descent described above search_options.
+inline search_result search_one_variant(const llama_model& model, const std::vector<std::vector<int>>& dev_windows,
+                                        const search_options& o) {
+  QROAR_ASSERT(o.variant.has_value(), "search_one_variant needs a variant");
   const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
   const llama_config& c = model.config;
   if (dev_windows.empty()) throw invalid_argument("the search needs at least one dev window");
@@ -545,7 +706,8 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
   search_result r;
   r.grid = log_grid(o.grid_min, o.grid_max, o.grid_points);
   r.equivariance = is_row_scale_equivariant(o.quant, o.bands, c.rope_geometry());
-  r.scales = band_scales(o.bands, o.variant, o.granularity, c.n_layers, c.n_kv_heads);
+  r.variant = *o.variant;
+  r.scales = band_scales(o.bands, *o.variant, o.granularity, c.n_layers, c.n_kv_heads);
   if (o.variant == scale_variant::symmetric && r.equivariance.symmetric_is_noop() && !o.force_futile) {
     r.skipped = true;
     r.message = "skipped the symmetric search: " + r.equivariance.summary();
@@ -779,6 +941,7 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
                                      : "found band scales";
   return r;
 }
+}  // namespace detail
 
 }  // namespace v0
 }  // namespace qroar
