@@ -6,6 +6,8 @@
 #include <chrono>
 #include <iostream>
 
+#include <unistd.h>
+
 #include <qroar/search/scales_json.hpp>
 #include <qroar/search/search.hpp>
 
@@ -21,6 +23,7 @@ struct search_command_options {
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4;
   int grid_points = 9, passes = 1, refine = 0, guard_chunks = 0;
   bool no_guard = false, force = false;
+  CLI::Option *guard_opt = nullptr, *guard_chunks_opt = nullptr;
 };
 
 // Non-overlapping windows of `len` tokens from each file in turn, at most `max_windows` in all, spread over the
@@ -77,6 +80,12 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
 }
 
 int run_search(const search_command_options& o) {
+  o.model.check_flags("search");
+  o.model.refuse("search", {"--calib", "--calib-ctx", "--calib-windows"},
+                 "GPTQ in the search calibrates on the dev windows cut to the trained context");
+  if (o.no_guard && (o.guard_opt->count() > 0 || o.guard_chunks_opt->count() > 0))
+    throw qroar_cli::usage_error(std::string(o.guard_opt->count() > 0 ? "--guard" : "--guard-chunks") +
+                                 " conflicts with --no-guard (the guard is off: drop one of them)");
   qroar_cli::declare_inputs(o.model.input_paths());
   qroar_cli::declare_inputs(o.dev);
   qroar_cli::declare_inputs(o.validation);
@@ -124,12 +133,17 @@ int run_search(const search_command_options& o) {
   // dev windows, grouped by the window they come from
   qroar::short_context_windows(so, so.validation_windows.empty() ? dev : so.validation_windows, l0, o.guard_chunks);
   const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
-  if (!o.model.quiet && !o.model.json) fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
-  qroar_cli::progress_bar bar("search", o.model.quiet || o.model.json);
+  // before a long search, on stderr; not when stdout (which prints it with the result) is the terminal too
+  if (!o.model.quiet && !o.model.json && ::isatty(1) == 0)
+    fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
+  const auto fallbacks = qroar_cli::report_ggml_fallbacks(model, so.quant);
+  qroar_cli::progress_bar bar("search (candidates)", o.model.quiet || o.model.json);
   so.progress = [&](const qroar::search_progress& p) { bar.update(p.evaluations, p.planned); };
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = qroar::search_band_scales(model, dev, so);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto candidates = static_cast<long long>(r.steps.size());
+  bar.update(candidates, candidates);  // `planned` is an upper bound (coarse_to_fine): end at what ran
   bar.finish();
   // A skipped search still writes its (identity) scales, so that a scripted search -> apply pipeline keeps working;
   // the provenance says why nothing was searched.
@@ -176,7 +190,9 @@ int run_search(const search_command_options& o) {
     qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, secs));
   }
   if (o.model.json) {
-    std::cout << qroar_cli::json_text(result_json(r, model, o, so.scaling, secs)) << "\n";
+    auto j = result_json(r, model, o, so.scaling, secs);
+    if (!fallbacks.empty()) j["type_fallbacks"] = fallbacks;
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n", o.variant,
@@ -197,7 +213,8 @@ int run_search(const search_command_options& o) {
   if (std::isfinite(r.baseline_short))
     fmt::print("short-context ppl (ctx {}): {:.4f} -> {:.4f} ({:+.2f}%)\n", l0, std::exp(r.baseline_short),
                std::exp(r.final_short), 100.0 * (std::exp(r.final_short - r.baseline_short) - 1.0));
-  fmt::print("{} evaluations in {:.1f} s\n\n{:>6} {:>12}", r.evaluations, secs, "unit", "");
+  fmt::print("{} candidates ({} evaluations of the objective with the baseline) in {:.1f} s\n\n{:>6} {:>12}", candidates,
+             r.evaluations, secs, "unit", "");
   for (std::size_t b = 0; b < so.bands.size(); ++b) fmt::print(" {:>11}", fmt::format("band {} q/k", b));
   fmt::print("\n");
   for (int u = 0; u < r.scales.units(); ++u) {
@@ -250,10 +267,10 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
                  "bisection steps in log scale around each band's best factor after the grid (each halves the step; "
                  "2 more evaluations per band per step)")
       ->check(CLI::Range(0, 20));
-  app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
+  o->guard_opt = app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
       ->check(qroar_cli::finite_non_negative);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");
-  app.add_option("--guard-chunks", o->guard_chunks,
+  o->guard_chunks_opt = app.add_option("--guard-chunks", o->guard_chunks,
                  "L0-token chunks of each validation window in the guard set, evenly spaced (0: all, the default; 1: "
                  "the first only, cheapest)")
       ->check(CLI::Range(0, 1 << 20));
