@@ -330,8 +330,7 @@ struct model_options {
 };
 
 // The tensors a plain ggml:<type> weight spec stores in another type: rows whose length is not a multiple of the
-// type's block size fall back to q8_0 (f32 when not a multiple of 32; quant/weights.hpp ggml_type_for_row, like
-// llama.cpp). Each fallback is warned about on stderr and returned as JSON ("type_fallbacks" of eval, quantize and
+// type's block size fall back to q8_0 (f32 when not a multiple of 32; quant/weights.hpp ggml_type_for_row). Each fallback is warned about on stderr and returned as JSON ("type_fallbacks" of eval, quantize and
 // search --json): {"tensors": "blk.*.ffn_down", "count", "row_length", "requested", "used"}. llama.cpp recipes
 // (--recipe llama.cpp, ggml:q4_K_M, ...) choose per tensor types themselves and are not reported here.
 inline nlohmann::ordered_json report_ggml_fallbacks(const qroar::llama_model& m, const qroar::quant_spec& spec) {
@@ -376,7 +375,7 @@ inline nlohmann::ordered_json report_ggml_fallbacks(const qroar::llama_model& m,
       }
     fmt::print(stderr,
                "qroar: warning: {} needs rows of a multiple of {} values: blk.*.{{{}}} ({} tensors, rows of {}) are "
-               "stored as {} (llama.cpp's fallback)\n",
+               "stored as {} (ggml_type_for_row; --recipe llama.cpp chooses types as llama-quantize does)\n",
                requested, qroar::ggml_traits(spec.weights.ggml).block_size, names, count, g.cols,
                qroar::to_string(g.used));
   }
