@@ -6,6 +6,7 @@
 #include "progress.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -42,19 +43,52 @@ inline void check_window_fits(const qroar::llama_config& c, long long ctx, const
                                   std::to_string(physical >> 20) + " MiB of memory");
 }
 
+// True when `path` parses, to its last byte, as a llama2.c tokenizer.bin: int32 max_token_length, then per token a
+// finite float score, an int32 length in [0, max_token_length] and that many bytes (at least 2 tokens).
+inline bool is_llama2c_tokenizer_file(const std::string& path, int* tokens = nullptr) {
+  const qroar::mapped_file file(path);
+  const auto* p = reinterpret_cast<const unsigned char*>(file.data());
+  const std::uint64_t size = file.size();
+  auto i32 = [&](std::uint64_t at) {
+    std::int32_t v;
+    std::memcpy(&v, p + at, 4);
+    return v;
+  };
+  if (size < 4) return false;
+  const std::int32_t max_len = i32(0);
+  if (max_len <= 0 || max_len > 4096) return false;
+  std::uint64_t at = 4;
+  int n = 0;
+  while (at < size) {
+    if (size - at < 8) return false;
+    float score;
+    std::memcpy(&score, p + at, 4);
+    const std::int32_t len = i32(at + 4);
+    if (!std::isfinite(score) || len < 0 || len > max_len || size - at - 8 < static_cast<std::uint64_t>(len)) return false;
+    at += 8 + static_cast<std::uint64_t>(len);
+    ++n;
+  }
+  if (tokens) *tokens = n;
+  return n >= 2;
+}
+
 struct model_options {
   std::string model_path;
   std::string text_path, tokens_path, tokenizer_path, rope_config;
   std::string quant, recipe, calib_path, bands = "equal:4", scales_path;
   int calib_ctx = 0, calib_windows = 4;
   int ctx = 0, stride = 0, max_windows = 0, original_ctx = 0, threads = 0, bucket = 0;
+  // apply: the trained context the scales file's provenance records (0: none), the default for --original-ctx
+  int provenance_ctx = 0;
   bool json = false, quiet = false;
   rope_options rope;
   CLI::Option* rope_type_opt = nullptr;
   mutable std::shared_ptr<qroar::tokenizer> tokenizer_;
+  CLI::App* app_ = nullptr;
 
   void add_to(CLI::App& app, bool needs_text = true) {
-    app.add_option("--model", model_path, "llama2.c .bin, .gguf, or Hugging Face folder")->required();
+    app_ = &app;
+    app.add_option("--model", model_path, "llama2.c .bin, .gguf, or Hugging Face folder")->required()->check(existing_path);
     if (needs_text) {
       auto* text = app.add_option("--text", text_path, "UTF-8 text file (Gutenberg header/footer dropped; tokenized with the tokenizer's BOS)")
                        ->check(CLI::ExistingFile);
@@ -92,6 +126,33 @@ struct model_options {
     app.add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
     app.add_flag("--json", json, "print one JSON object on stdout");
     app.add_flag("--quiet,-q", quiet, "no progress bars");
+  }
+
+  // True when `flag` (a name of this option group) was given on the command line.
+  bool given(const std::string& flag) const {
+    const auto* op = app_ ? app_->get_option_no_throw(flag) : nullptr;
+    return op != nullptr && op->count() > 0;
+  }
+
+  // Flags of the group that `command` would not read: each one given is a usage error naming it and `why`.
+  void refuse(const std::string& command, const std::vector<std::string>& flags, const std::string& why) const {
+    for (const auto& f : flags)
+      if (given(f)) throw usage_error(f + " has no effect on `qroar " + command + "`: " + why);
+  }
+
+  // The checks every command runs first: RoPE parameter flags that would be ignored (rope_options::
+  // check_parameters), and the GPTQ calibration flags without a GPTQ spec (`calib_probe`: quantize also reads
+  // --calib for the equivariance probe's tokens).
+  void check_flags(const std::string& command, bool calib_probe = false) const {
+    rope.check_parameters(!rope_config.empty());
+    if (!calib_probe && parse_quant_text_is_gptq() == false)
+      refuse(command, {"--calib", "--calib-ctx", "--calib-windows"},
+             "the calibration flags are read by GPTQ only (--quant gptq:...)");
+    if (calib_probe && parse_quant_text_is_gptq() == false)
+      refuse(command, {"--calib-ctx", "--calib-windows"}, "the calibration windows are read by GPTQ only (--quant gptq:...)");
+  }
+  bool parse_quant_text_is_gptq() const {
+    return !quant.empty() && qroar::parse_quant_spec(quant).weights.method == qroar::weight_method::gptq;
   }
 
   // Every input path of the option group (empty ones included; declare_inputs skips them).
@@ -137,14 +198,39 @@ struct model_options {
   // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K. With --text (or a text --calib), the
   // tokenizer is opened first: a missing or broken tokenizer is reported before the weights load.
   qroar::llama_model load_model() const {
+    if (qroar::detect_model_format(model_path) == qroar::model_format::llama2c) {
+      int tokens = 0;
+      if (is_llama2c_tokenizer_file(model_path, &tokens))
+        throw qroar::format_error(model_path, "", 0, "not a model: a llama2.c tokenizer file (" + std::to_string(tokens) +
+                                                         " tokens); pass it as --tokenizer, and the checkpoint as --model");
+    }
     if (!text_path.empty() && tokens_path.empty()) (void)tokenizer();
     if (!calib_path.empty()) open_tokenizer_for({calib_path});
     auto m = qroar::load_model(model_path);
-    if (original_ctx > 0) m.config.original_ctx = original_ctx;
+    m.config.original_ctx = effective_original_ctx(m.config.original_ctx);
     if (m.config.original_ctx <= 0)
       throw usage_error(model_path + ": the model file does not state its trained context; pass --original-ctx");
     if (!scales_path.empty()) qroar::apply_band_scales(m, qroar::read_band_scales(scales_path, m.config));
     return m;
+  }
+
+  // The trained context to use for a model file that states `file_ctx`: --original-ctx, else the scales
+  // provenance's (apply), else the file's. A provenance that disagrees with the choice is warned about on stderr.
+  int effective_original_ctx(int file_ctx) const {
+    if (original_ctx > 0) {
+      if (provenance_ctx > 0 && provenance_ctx != original_ctx)
+        fmt::print(stderr, "qroar: warning: --original-ctx {} differs from the trained context {} the scales file {} "
+                   "was searched with\n", original_ctx, provenance_ctx, scales_path);
+      return original_ctx;
+    }
+    if (provenance_ctx > 0) {
+      if (file_ctx != provenance_ctx)
+        fmt::print(stderr, "qroar: warning: {} states a trained context of {}, the scales file {} was searched with "
+                   "{}: using {} (pass --original-ctx to choose)\n", model_path, file_ctx, scales_path, provenance_ctx,
+                   provenance_ctx);
+      return provenance_ctx;
+    }
+    return file_ctx;
   }
 
   // The scaling to evaluate with: --rope-config, else the --rope flags, else what the model file records.
@@ -193,6 +279,7 @@ struct model_options {
     if (ctx > 0) check_window_fits(m.config, ctx, "--ctx");  // before any text is read for it
     if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
     if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
+    require_text_file(text_path);
     const auto& tok = tokenizer(m.config.vocab_size);
     std::uint64_t needed = 0;
     const int windows = max_windows > 0 ? max_windows : window_stride > 0 ? 1 : 0;
@@ -231,6 +318,7 @@ struct model_options {
   std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m, std::uint64_t needed = 0) const {
     const bool ids = is_token_id_file(path);
     if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
+    require_text_file(path);  // not text (NUL bytes, mostly control bytes or invalid UTF-8): refused
     const auto& tok = tokenizer(m.config.vocab_size);
     auto stream = qroar::encode_text_file(path, tok, needed);
     qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &stream);
@@ -270,6 +358,59 @@ struct model_options {
     return o;
   }
 };
+
+// The tensors a plain ggml:<type> weight spec stores in another type: rows whose length is not a multiple of the
+// type's block size fall back to q8_0 (f32 when not a multiple of 32; quant/weights.hpp ggml_type_for_row). Each fallback is warned about on stderr and returned as JSON ("type_fallbacks" of eval, quantize and
+// search --json): {"tensors": "blk.*.ffn_down", "count", "row_length", "requested", "used"}. llama.cpp recipes
+// (--recipe llama.cpp, ggml:q4_K_M, ...) choose per tensor types themselves and are not reported here.
+inline nlohmann::ordered_json report_ggml_fallbacks(const qroar::llama_model& m, const qroar::quant_spec& spec) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  if (spec.weights.method != qroar::weight_method::ggml || spec.weights.llamacpp_recipe) return out;
+  struct group {
+    const char* name;
+    long long cols;
+    qroar::ggml_type used;
+    int count;
+  };
+  std::vector<group> groups;
+  for (const auto& L : m.layers) {
+    const std::pair<const char*, const qroar::tensor*> ws[] = {{"attn_q", &L.wq},     {"attn_k", &L.wk},
+                                                                {"attn_v", &L.wv},     {"attn_output", &L.wo},
+                                                                {"ffn_gate", &L.w1},   {"ffn_down", &L.w2},
+                                                                {"ffn_up", &L.w3}};
+    for (const auto& [name, w] : ws) {
+      const auto used = qroar::ggml_type_for_row(spec.weights.ggml, w->cols());
+      if (used == spec.weights.ggml) continue;
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const group& g) {
+        return std::string(g.name) == name && g.cols == w->cols() && g.used == used;
+      });
+      if (it == groups.end()) groups.push_back({name, static_cast<long long>(w->cols()), used, 1});
+      else ++it->count;
+    }
+  }
+  const std::string requested = qroar::to_string(spec.weights.ggml);
+  std::vector<bool> said(groups.size(), false);
+  for (std::size_t i = 0; i < groups.size(); ++i) {  // one warning line per (row length, type used)
+    const auto& g = groups[i];
+    out.push_back({{"tensors", std::string("blk.*.") + g.name}, {"count", g.count}, {"row_length", g.cols},
+                   {"requested", requested}, {"used", qroar::to_string(g.used)}});
+    if (said[i]) continue;
+    std::string names;
+    int count = 0;
+    for (std::size_t k = i; k < groups.size(); ++k)
+      if (groups[k].cols == g.cols && groups[k].used == g.used) {
+        names += (names.empty() ? "" : ",") + std::string(groups[k].name);
+        count += groups[k].count;
+        said[k] = true;
+      }
+    fmt::print(stderr,
+               "qroar: warning: {} needs rows of a multiple of {} values: blk.*.{{{}}} ({} tensors, rows of {}) are "
+               "stored as {} (ggml_type_for_row; --recipe llama.cpp chooses types as llama-quantize does)\n",
+               requested, qroar::ggml_traits(spec.weights.ggml).block_size, names, count, g.cols,
+               qroar::to_string(g.used));
+  }
+  return out;
+}
 
 inline nlohmann::ordered_json perplexity_json(const qroar::perplexity_result& r) {
   nlohmann::ordered_json j;

@@ -26,7 +26,29 @@ nlohmann::ordered_json rope_json(const qroar::rope_scaling& r, int original_ctx)
           {"original_ctx", r.original_ctx > 0 ? r.original_ctx : original_ctx}};
 }
 
-int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
+// The trained context a band-scales file's provenance records (`qroar search` writes provenance.rope.original_ctx),
+// 0 when it records none. The file itself is validated by read_band_scales.
+int provenance_original_ctx(const std::string& path) {
+  try {
+    const auto j = nlohmann::json::parse(qroar::read_regular_file(path, qroar::max_json_bytes, "band-scales JSON"));
+    const auto& v = j.at("provenance").at("rope").at("original_ctx");
+    return v.is_number_integer() && v.get<long long>() > 0 && v.get<long long>() <= (1 << 24) ? v.get<int>() : 0;
+  } catch (const nlohmann::json::exception&) {
+    return 0;
+  }
+}
+
+int run_apply(const qroar_cli::model_options& options, const apply_options& a) {
+  // the scales' trained context is the default --original-ctx (warned about when the model file says otherwise)
+  qroar_cli::model_options o = options;
+  o.provenance_ctx = provenance_original_ctx(o.scales_path);
+  o.check_flags("apply");
+  o.refuse("apply", {"--quant", "--recipe"},
+           "apply folds the scales and keeps the weights' types (quantize with `qroar quantize`, or pass a "
+           "quantized GGUF as --model)");
+  o.refuse("apply", {"--bands"}, "the scales file states its bands");
+  if (a.refuse_subnormal && !a.patch)
+    throw qroar_cli::usage_error("--refuse-subnormal needs --patch (a fold re-quantizes: no fp16 block scale is multiplied)");
   const auto format = qroar_cli::choose_output_format(a.out, a.format);
   qroar_cli::check_model_output(o, a.out, format);
   const bool record = (o.rope_type_opt && o.rope_type_opt->count() > 0) || !o.rope_config.empty();
@@ -39,7 +61,7 @@ int run_apply(const qroar_cli::model_options& o, const apply_options& a) {
     if (!a.out_type.empty()) throw qroar_cli::usage_error("--patch keeps every tensor's type: drop --out-type");
     const auto file = qroar::gguf_file::open(o.model_path);
     qroar::gguf_load_options lo;
-    lo.original_ctx = o.original_ctx;
+    lo.original_ctx = o.effective_original_ctx(qroar::llama_config_from_gguf(file, {}).original_ctx);
     qroar::llama_model shell;  // config only: the scales are validated against it, the rope options read it
     shell.config = qroar::llama_config_from_gguf(file, lo);
     const auto s = qroar::read_band_scales(o.scales_path, shell.config);
@@ -144,6 +166,8 @@ const qroar_cli::registrar register_apply{{"apply", [](CLI::App& app, std::funct
       ->check(CLI::IsMember({"hf", "gguf", "llama2c"}));
   app.add_flag("--patch", a->patch, "GGUF input: multiply stored block scales instead of re-quantizing");
   app.add_flag("--refuse-subnormal", a->refuse_subnormal, "--patch: fail when a scale would become an fp16 subnormal");
+  app.get_option("--original-ctx")->description(
+      "trained context recorded in the output (default: the scales file's provenance, else the model file's)");
   app.add_option("--out-type", a->out_type, "GGUF output storage: f32, f16, bf16 or a ggml type (default: the input's)");
   run = [o, a] { return run_apply(*o, *a); };
 }}};

@@ -185,18 +185,34 @@ int run_demo(demo_options& o) {
     return qroar::evaluate_perplexity(m, held_out, p);
   };
   {
+    // the bar on a terminal; a stage line per evaluation otherwise (a whole book takes minutes: --eval-windows)
     qroar_cli::progress_bar bar("evaluate", mo.quiet || mo.json);
+    const bool lines = ::isatty(2) != 1;
+    int done = 0;
+    auto eval_step = [&](const char* name, const qroar::llama_model& m, const qroar::forward_hooks* h,
+                         const qroar::rope_scaling& sc, int n) {
+      if (lines) stage(fmt::format("evaluate {}/8: {} at ctx {} ({} held-out tokens)", done + 1, name, n, held_out.size()));
+      auto r = eval(m, h, sc, n);
+      bar.update(++done, 8);
+      return r;
+    };
     bar.update(0, 8);
     const auto none = qroar::rope_scaling::none();
-    rows.push_back({"full precision, no extension", eval(fp, nullptr, none, l0), eval(fp, nullptr, none, ctx)});
-    bar.update(2, 8);
-    rows.push_back({"full precision", eval(fp, nullptr, extended, l0), eval(fp, nullptr, extended, ctx)});
-    bar.update(4, 8);
-    rows.push_back({"quantized", eval(quantized, &hooks, extended, l0), eval(quantized, &hooks, extended, ctx)});
-    bar.update(6, 8);
-    rows.push_back({"quantized + Q-ROAR", eval(patched, &patched_hooks, extended, l0),
-                    eval(patched, &patched_hooks, extended, ctx)});
-    bar.update(8, 8);
+    struct variant_row {
+      const char* name;
+      const qroar::llama_model* model;
+      const qroar::forward_hooks* hooks;
+      const qroar::rope_scaling* scaling;
+    };
+    const variant_row variants[] = {{"full precision, no extension", &fp, nullptr, &none},
+                                    {"full precision", &fp, nullptr, &extended},
+                                    {"quantized", &quantized, &hooks, &extended},
+                                    {"quantized + Q-ROAR", &patched, &patched_hooks, &extended}};
+    for (const auto& v : variants) {
+      auto at_l0 = eval_step(v.name, *v.model, v.hooks, *v.scaling, l0);
+      auto at_ctx = eval_step(v.name, *v.model, v.hooks, *v.scaling, ctx);
+      rows.push_back({v.name, at_l0, at_ctx});
+    }
   }
   const double total = seconds_since(t_all);
   const std::string rope_text = fmt::format("{} x{}", qroar::to_string(extended.type), extended.factor);
@@ -241,7 +257,8 @@ int run_demo(demo_options& o) {
     qroar_cli::write_plot(o.report, "logit_error_vs_distance",
                           qroar_cli::logit_error_plot({{"quantized", err_q}, {"quantized + Q-ROAR", err_p}},
                                                       "Logit error against relative distance (layer mean)"));
-    qroar_cli::write_plot(o.report, "scales", qroar_cli::scales_heatmap(sr.scales, false));
+    qroar_cli::write_plot(o.report, "scales_query", qroar_cli::scales_heatmap(sr.scales, false));
+    qroar_cli::write_plot(o.report, "scales_key", qroar_cli::scales_heatmap(sr.scales, true));
     qroar_cli::write_report_json(o.report, j);
   }
 
@@ -263,10 +280,17 @@ int run_demo(demo_options& o) {
   for (double v : ip) fmt::print(" {:>9.3g}", v);
   fmt::print("\n  {:<54}", "Tail Inflation Ratio (band logit p99.9)");
   for (double v : tir) fmt::print(" {:>9.3g}", v);
-  fmt::print("\n\nsearch ({} scales, {} evaluations): dev NLL {:.4f} -> {:.4f}; W_Q factors", o.variant, sr.evaluations,
+  fmt::print("\n\nsearch ({} scales, {} evaluations): dev NLL {:.4f} -> {:.4f}\n", o.variant, sr.evaluations,
              sr.baseline_objective, sr.final_objective);
-  for (std::size_t b = 0; b < bands.size(); ++b) fmt::print(" {:.3g}", sr.scales.query[sr.scales.index(0, static_cast<int>(b))]);
-  fmt::print("\napplied: patched model written ({:.1f} MB) and re-loaded\n\n", static_cast<double>(patched_bytes) / 1e6);
+  for (const bool key : {false, true}) {
+    fmt::print("  {} factors per band", key ? "W_K" : "W_Q");
+    for (std::size_t b = 0; b < bands.size(); ++b) {
+      const auto i = sr.scales.index(0, static_cast<int>(b));
+      fmt::print(" {:.3g}", key ? sr.scales.key[i] : sr.scales.query[i]);
+    }
+    fmt::print("\n");
+  }
+  fmt::print("applied: patched model written ({:.1f} MB) and re-loaded\n\n", static_cast<double>(patched_bytes) / 1e6);
   fmt::print("{:<30} {:>16} {:>16}\n", "perplexity (held out)", fmt::format("ctx {}", l0), fmt::format("ctx {}", ctx));
   for (const auto& r : rows) fmt::print("{:<30} {:>16.4f} {:>16.4f}\n", r.name, r.at_l0.ppl, r.at_ctx.ppl);
   const double q = rows[2].at_ctx.ppl, qr = rows[3].at_ctx.ppl, f = rows[1].at_ctx.ppl;
@@ -292,7 +316,8 @@ const qroar_cli::registrar register_demo{{"demo", [](CLI::App& app, std::functio
       "  qroar demo --quant kv:k4:token:g64:post-rope --rope yarn --factor 4 --report demo-report\n"
       "  qroar demo --model my-model.gguf --text book.txt --json");
   auto& mo = o->model;
-  app.add_option("--model", mo.model_path, "model (.gguf, llama2.c .bin, HF folder); default: the embedded model");
+  app.add_option("--model", mo.model_path, "model (.gguf, llama2.c .bin, HF folder); default: the embedded model")
+      ->check(qroar_cli::existing_path);
   auto* text = app.add_option("--text", mo.text_path, "UTF-8 text (default: the embedded samples)")->check(CLI::ExistingFile);
   app.add_option("--tokens", mo.tokens_path, "token-id file instead of --text")->check(CLI::ExistingFile)->excludes(text);
   app.add_option("--tokenizer", mo.tokenizer_path, "tokenizer (default: the model's)")->check(CLI::ExistingFile);

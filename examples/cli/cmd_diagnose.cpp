@@ -15,6 +15,7 @@ struct diagnose_options {
   double quantile = 0.999, epsilon = 0.05;
   bool loss_pressure = false;
   std::string report;
+  CLI::Option* epsilon_opt = nullptr;
 };
 
 nlohmann::ordered_json matrix_json(const qroar::band_diagnostics& d, const std::vector<double>& v) {
@@ -41,6 +42,11 @@ nlohmann::ordered_json diagnostics_json(const qroar::band_diagnostics& d) {
 }
 
 int run_diagnose(const diagnose_options& o) {
+  o.model.check_flags("diagnose");
+  o.model.refuse("diagnose", {"--bucket"},
+                 "diagnose buckets the logit error by distance in powers of two (--bucket is eval's perplexity bucket)");
+  if (o.epsilon_opt->count() > 0 && !o.loss_pressure)
+    throw qroar_cli::usage_error("--epsilon needs --loss-pressure (it is the phase perturbation of the loss-based pressure)");
   qroar_cli::declare_inputs(o.model.input_paths());
   qroar_cli::prepare_report_folder(o.report);
   const auto fp = o.model.load_model();
@@ -50,9 +56,10 @@ int run_diagnose(const diagnose_options& o) {
   if (ctx <= l0) throw qroar_cli::usage_error("--ctx must exceed the trained context (" + std::to_string(l0) + ") to compare long with short");
   if (static_cast<int>(stream.size()) < ctx) throw qroar_cli::usage_error("the text has fewer tokens than --ctx");
   std::vector<std::vector<int>> windows;
-  const int max_windows = o.model.max_windows > 0 ? o.model.max_windows : 1;  // as in token_stream
+  const int max_windows = o.model.max_windows > 0 ? o.model.max_windows : 1;
+  const auto step = static_cast<std::size_t>(o.model.stride > 0 ? o.model.stride : ctx);  // --stride, default ctx
   for (std::size_t s = 0; s + static_cast<std::size_t>(ctx) <= stream.size() && static_cast<int>(windows.size()) < max_windows;
-       s += static_cast<std::size_t>(ctx))
+       s += step)
     windows.emplace_back(stream.begin() + static_cast<long>(s), stream.begin() + static_cast<long>(s) + ctx);
   const auto spec = o.model.quant_spec();
   const auto bands = o.model.band_partition(fp);
@@ -95,6 +102,7 @@ int run_diagnose(const diagnose_options& o) {
     nlohmann::ordered_json j;
     j["ctx"] = ctx;
     j["original_ctx"] = l0;
+    j["windows"] = windows.size();  // with --loss-pressure; the band diagnostics and error profiles use the first
     j["rope"] = {{"type", qroar::to_string(scaling.type)}, {"factor", scaling.factor}};
     j["quant"] = spec.text.empty() ? "none" : spec.text;
     nlohmann::ordered_json jb = nlohmann::ordered_json::array();
@@ -166,7 +174,7 @@ const qroar_cli::registrar register_diagnose{{"diagnose", [](CLI::App& app, std:
   app.add_option("--query-samples", o->query_samples, "query positions sampled per window")->check(CLI::Range(1, 1 << 20));
   app.add_option("--quantile", o->quantile, "TIR quantile (default 0.999)")->check(CLI::Range(0.5, 1.0));
   app.add_flag("--loss-pressure", o->loss_pressure, "also compute the loss-based Interpolation Pressure (bands+1 evaluations)");
-  app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(qroar_cli::finite_positive);
+  o->epsilon_opt = app.add_option("--epsilon", o->epsilon, "phase perturbation of the loss-based pressure")->check(qroar_cli::finite_positive);
   app.add_option("--report", o->report, "write JSON, CSV and SVG plots (heatmaps, logit error) into this directory");
   run = [o] { return run_diagnose(*o); };
 }}};

@@ -24,6 +24,7 @@ nlohmann::ordered_json equivariance_json(const qroar::equivariance_report& r, co
 }
 
 int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
+  o.check_flags("eval");
   qroar_cli::declare_inputs(o.input_paths());
   qroar_cli::prepare_report_folder(report_dir);
   auto model = o.load_model();
@@ -32,6 +33,7 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   const auto spec = o.quant_spec();
   const auto bands = o.band_partition(model);
   const auto report = qroar::is_row_scale_equivariant(spec, bands, model.config.rope_geometry());
+  const auto fallbacks = qroar_cli::report_ggml_fallbacks(model, spec);
   std::optional<qroar::equivariance_probe> probe;
   if (spec.quantizes_weights() || spec.kv.enabled() || spec.activations.enabled()) {
     const std::vector<int> sample(stream.begin(), stream.begin() + std::min<std::size_t>(stream.size(), 128));
@@ -68,6 +70,7 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
     j["original_ctx"] = model.config.original_ctx;
     j["seconds"] = secs;
     j["tokens_per_second"] = tps;
+    if (!fallbacks.empty()) j["type_fallbacks"] = fallbacks;
     std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }

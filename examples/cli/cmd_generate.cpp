@@ -12,9 +12,16 @@ struct generate_options {
   int steps = 128;
   double temperature = 0.0;
   unsigned seed = 42;
+  CLI::Option* seed_opt = nullptr;
 };
 
 int run_generate(const generate_options& o) {
+  o.model.check_flags("generate");
+  o.model.refuse("generate", {"--quant", "--recipe", "--bands"},
+                 "generate decodes the weights as they are (write a quantized model with `qroar quantize`, then "
+                 "generate with it)");
+  if (o.seed_opt->count() > 0 && o.temperature <= 0.0)
+    throw qroar_cli::usage_error("--seed needs --temperature > 0 (greedy decoding draws no random numbers)");
   (void)o.model.tokenizer();
   const auto model = o.model.load_model();
   const auto* tok = &o.model.tokenizer(model.config.vocab_size);
@@ -63,7 +70,7 @@ const qroar_cli::registrar register_generate{{"generate", [](CLI::App& app, std:
   app.add_option("--prompt", o->prompt, "prompt text (may be empty: start from BOS)");
   app.add_option("--steps", o->steps, "tokens to generate")->check(CLI::Range(1, 1 << 20));
   app.add_option("--temperature", o->temperature, "sampling temperature (0: greedy)")->check(qroar_cli::finite_non_negative);
-  app.add_option("--seed", o->seed, "random seed for sampling");
+  o->seed_opt = app.add_option("--seed", o->seed, "random seed for sampling");
   run = [o] { return run_generate(*o); };
 }}};
 

@@ -10,6 +10,7 @@ struct quantize_options {
 };
 
 int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
+  o.check_flags("quantize", /*calib_probe=*/true);
   const auto spec = o.quant_spec();
   if (!spec.quantizes_weights())
     throw qroar_cli::usage_error("--quant must quantize the weights (rtn:..., gptq:... or ggml:<type>), got '" + o.quant + "'");
@@ -21,6 +22,10 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
   if (spec.weights.method == qroar::weight_method::gptq && o.calib_path.empty())
     throw qroar_cli::usage_error("GPTQ (--quant gptq:...) needs --calib FILE (token ids or text)");
   auto model = o.load_model();
+  // --rope/--factor/... or --rope-config: recorded in the output like `qroar apply` does (a llama2.c file cannot
+  // hold one: unsupported, exit 1)
+  const bool record = o.given("--rope") || !o.rope_config.empty();
+  if (record) model.config.rope = o.scaling(model);
 
   // The equivariance report of the spec, analytic and probed, on the unquantized weights (as `eval --quant` does).
   const auto bands = o.band_partition(model);
@@ -31,6 +36,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
     sample.assign(ids.begin(), ids.begin() + static_cast<long>(std::min<std::size_t>(ids.size(), 128)));
   }
   const auto probe = qroar::probe_row_scale_equivariance(model, spec, bands, sample);
+  const auto fallbacks = qroar_cli::report_ggml_fallbacks(model, spec);
 
   std::string note;
   if (ggml) {
@@ -64,6 +70,10 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
     if (format == qroar_cli::output_format::gguf) j["tensor_types"] = counts;
     j["equivariance"] = qroar_cli::equivariance_report_json(report, probe);
     j["bands"] = o.bands;
+    if (record)
+      j["rope"] = {{"type", qroar::to_string(model.config.rope.type)}, {"factor", model.config.rope.factor},
+                   {"original_ctx", model.config.rope.original_ctx}};
+    if (!fallbacks.empty()) j["type_fallbacks"] = fallbacks;
     if (!note.empty()) j["note"] = note;
     if (!runtime.empty()) j["runtime_parts"] = runtime;
     std::cout << qroar_cli::json_text(j) << "\n";
@@ -72,6 +82,7 @@ int run_quantize(const qroar_cli::model_options& o, const quantize_options& q) {
   fmt::print("{} ({}) quantized with {} -> {} ({}{})\n", o.model_path, model.source_format, spec.text, q.out,
              qroar_cli::to_string(format), ggml ? ", ggml blocks" : ", dequantized f32 weights");
   if (format == qroar_cli::output_format::gguf) fmt::print("  tensors: {}\n", qroar_cli::type_counts_text(counts));
+  if (record) fmt::print("  RoPE recorded: {} x{}\n", qroar::to_string(model.config.rope.type), model.config.rope.factor);
   fmt::print("  equivariance: {}\n", report.summary());
   fmt::print("  probe (bands {}): weights change {:.3g}, kv change {:.3g}, fp16 residual {:.3g}\n", o.bands,
              probe.weights_change, probe.kv_change, probe.weights_fp16_residual);
@@ -87,7 +98,8 @@ const qroar_cli::registrar register_quantize{{"quantize", [](CLI::App& app, std:
   app.footer(
       "Output format: *.gguf -> GGUF, *.bin -> llama2.c, a folder or any other name -> Hugging Face (or --format).\n"
       "ggml:<type> writes ggml blocks (GGUF only); rtn/gptq write the dequantized f32 weights. Re-reading the output\n"
-      "with `qroar eval` gives exactly what `qroar eval --quant SPEC` simulates.\n"
+      "with `qroar eval` gives exactly what `qroar eval --quant SPEC` simulates. --rope/--factor/... or --rope-config\n"
+      "are recorded in the output (GGUF, Hugging Face; a llama2.c file cannot hold a scaling).\n"
       "Examples:\n"
       "llama.cpp's file types: ggml:q4_K_M (q4_K_S, q5_K_M, q5_K_S), or --recipe llama.cpp with a single type, choose\n"
       "per tensor the types llama.cpp's quantizer chooses (embeddings, output, attn_v, ffn_down, fallbacks).\n"

@@ -17,6 +17,11 @@ struct rope_command_options {
 };
 
 int run_rope(const rope_command_options& o) {
+  // --type defaults to `default` here (no model file to read a scaling from); --beta-fast / --beta-slow also set
+  // the --bands by-wavelength edges
+  o.rope.check_parameters(false, /*needs_type=*/false,
+                          o.bands == "by-wavelength" ? std::vector<std::string>{"--beta-fast", "--beta-slow"}
+                                                     : std::vector<std::string>{});
   const qroar::rope_dims dims{o.head_dim, o.rotary_dim, o.theta, qroar::pair_layout::interleaved};
   dims.validate();
   const auto sc = o.rope.to_scaling(o.original_ctx);

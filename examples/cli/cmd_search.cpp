@@ -6,6 +6,8 @@
 #include <chrono>
 #include <iostream>
 
+#include <unistd.h>
+
 #include <qroar/search/scales_json.hpp>
 #include <qroar/search/search.hpp>
 #include <qroar/search/search_windows.hpp>
@@ -22,6 +24,7 @@ struct search_command_options {
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4, holdout = 1.0 / 3.0;
   int grid_points = 9, passes = 1, refine = 0, guard_chunks = 0;
   bool no_guard = false, force = false;
+  CLI::Option *guard_opt = nullptr, *guard_chunks_opt = nullptr;
 };
 
 // The token stream of each file, in order: at most `needed` tokens of each (0: all), so that a huge file costs only
@@ -93,6 +96,12 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
 }
 
 int run_search(const search_command_options& o) {
+  o.model.check_flags("search");
+  o.model.refuse("search", {"--calib", "--calib-ctx", "--calib-windows"},
+                 "GPTQ in the search calibrates on the dev windows cut to the trained context");
+  if (o.no_guard && (o.guard_opt->count() > 0 || o.guard_chunks_opt->count() > 0))
+    throw qroar_cli::usage_error(std::string(o.guard_opt->count() > 0 ? "--guard" : "--guard-chunks") +
+                                 " conflicts with --no-guard (the guard is off: drop one of them)");
   qroar_cli::declare_inputs(o.model.input_paths());
   qroar_cli::declare_inputs(o.dev);
   qroar_cli::declare_inputs(o.validation);
@@ -157,12 +166,22 @@ int run_search(const search_command_options& o) {
   qroar::use_search_windows(so, windows, l0, o.guard_chunks);
   if (!windows.note.empty() && !o.model.quiet) fmt::print(stderr, "{}\n", windows.note);
   const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
-  if (!o.model.quiet && !o.model.json) fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
-  qroar_cli::progress_bar bar("search", o.model.quiet || o.model.json);
+  // before a long search, on stderr; not when stdout (which prints it with the result) is the terminal too
+  if (!o.model.quiet && !o.model.json && ::isatty(1) == 0)
+    fmt::print(stderr, "equivariance: {}\n", spec_hooks_probe.summary());
+  const auto fallbacks = qroar_cli::report_ggml_fallbacks(model, so.quant);
+  qroar_cli::progress_bar bar("search (candidates)", o.model.quiet || o.model.json);
   so.progress = [&](const qroar::search_progress& p) { bar.update(p.evaluations, p.planned); };
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = qroar::search_band_scales(model, dev, so);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // candidates tried: of every variant auto searched (the steps kept are the chosen variant's)
+  long long candidates = static_cast<long long>(r.steps.size());
+  if (!r.variants.empty()) {
+    candidates = 0;
+    for (const auto& t : r.variants) candidates += t.candidates;
+  }
+  bar.update(candidates, candidates);  // `planned` is an upper bound (coarse_to_fine): end at what ran
   bar.finish();
   // A skipped search still writes its (identity) scales, so that a scripted search -> apply pipeline keeps working;
   // the provenance says why nothing was searched.
@@ -211,7 +230,9 @@ int run_search(const search_command_options& o) {
     qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, windows, secs));
   }
   if (o.model.json) {
-    std::cout << qroar_cli::json_text(result_json(r, model, o, so.scaling, windows, secs)) << "\n";
+    auto j = result_json(r, model, o, so.scaling, windows, secs);
+    if (!fallbacks.empty()) j["type_fallbacks"] = fallbacks;
+    std::cout << qroar_cli::json_text(j) << "\n";
     return 0;
   }
   fmt::print("Q-ROAR search: {} scales, {} granularity, {} bands, objective {}, {} grid points in [{}, {}]\n",
@@ -246,7 +267,8 @@ int run_search(const search_command_options& o) {
     fmt::print("on the {} windows: quantized ppl {}, full-precision ppl {} (control), quantization-specific {}\n",
                c.windows, pct(c.quantized_change()), pct(c.fp_change()), pct(c.quantization_specific_change()));
   }
-  fmt::print("{} evaluations in {:.1f} s\n\n{:>6} {:>12}", r.evaluations, secs, "unit", "");
+  fmt::print("{} candidates ({} evaluations of the objective with the baseline) in {:.1f} s\n\n{:>6} {:>12}", candidates,
+             r.evaluations, secs, "unit", "");
   for (std::size_t b = 0; b < so.bands.size(); ++b) fmt::print(" {:>11}", fmt::format("band {} q/k", b));
   fmt::print("\n");
   for (int u = 0; u < r.scales.units(); ++u) {
@@ -307,10 +329,10 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
                  "bisection steps in log scale around each band's best factor after the grid (each halves the step; "
                  "2 more evaluations per band per step)")
       ->check(CLI::Range(0, 20));
-  app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
+  o->guard_opt = app.add_option("--guard", o->guard, "max relative short-context perplexity increase (default 0.005)")
       ->check(qroar_cli::finite_non_negative);
   app.add_flag("--no-guard", o->no_guard, "disable the short-context guard");
-  app.add_option("--guard-chunks", o->guard_chunks,
+  o->guard_chunks_opt = app.add_option("--guard-chunks", o->guard_chunks,
                  "L0-token chunks of each validation window in the guard set, evenly spaced (0: all, the default; 1: "
                  "the first only, cheapest)")
       ->check(CLI::Range(0, 1 << 20));

@@ -30,6 +30,7 @@ int run_tokenize(const tokenize_options& o) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
+  qroar_cli::require_text(o.text_path, reinterpret_cast<const unsigned char*>(text.data()), text.size());
   const auto ids = tok->encode(text, !o.no_bos);
   std::string out;
   out.reserve(ids.size() * 7);
@@ -74,7 +75,7 @@ const qroar_cli::registrar register_tokenize{{"tokenize", [](CLI::App& app, std:
       "  qroar eval --model Llama-3.2-1B/ --tokens book.ids --ctx 2048");
   app.add_option("--model", o->model_path, "model (GGUF, llama2.c .bin, Hugging Face folder) or a tokenizer file")
       ->required()
-      ->check(CLI::ExistingPath);
+      ->check(qroar_cli::existing_path);
   app.add_option("--tokenizer", o->tokenizer_path, "tokenizer overriding the model's (recognised by content)")
       ->check(CLI::ExistingPath);
   app.add_option("--text", o->text_path, "text file")->required()->check(CLI::ExistingFile);

@@ -228,11 +228,14 @@ TEST_CASE("a vocabulary larger than the model's embedding is refused") {
   const auto gguf = qroar_test::shared_file("data/models/stories260K/stories260K.gguf");
   if (gguf.empty()) return;
   REQUIRE_NOTHROW(qroar::load_tokenizer("", gguf.string(), 512));
-  expect_error<format_error>("512 tokens on 256 rows", [&] { (void)qroar::load_tokenizer("", gguf.string(), 256); },
-                             {format_id, {gguf.string(), "holds 512 tokens", "only 256 rows"}});
+  // invalid_argument (exit 2 in the CLI), like check_tokenizer_fits: the two files do not belong together
+  expect_error<qroar::invalid_argument>("512 tokens on 256 rows",
+                                        [&] { (void)qroar::load_tokenizer("", gguf.string(), 256); },
+                                        {invalid_id, {gguf.string(), "holds 512 tokens", "only 256 rows"}});
   const auto tok = qroar_test::shared_file("data/models/stories260K/tok512.bin");
-  expect_error<format_error>("explicit GGUF tokenizer", [&] { (void)qroar::load_tokenizer(gguf.string(), tok.string(), 100); },
-                             {format_id, {"holds 512 tokens", "only 100 rows"}});
+  expect_error<qroar::invalid_argument>("explicit GGUF tokenizer",
+                                        [&] { (void)qroar::load_tokenizer(gguf.string(), tok.string(), 100); },
+                                        {invalid_id, {"holds 512 tokens", "only 100 rows"}});
 }
 
 TEST_CASE("hostile copies of the real files") {

@@ -236,6 +236,45 @@ TEST_CASE("hf: RoPE scaling and context fields round-trip through config.json") 
   CHECK_FALSE(fs::exists(tmp.file("ggml")));
 }
 
+// Transformers' modeling_rope_utils.py, _compute_yarn_parameters: versions 4.45 - 4.5x replace `factor` by
+// max_position_embeddings / rope_scaling["original_max_position_embeddings"] whenever the latter is present; later
+// versions read `factor` (deriving it only when absent). A config.json written with max_position_embeddings = L0
+// made the first run unscaled (factor 1); F x L0 gives every version the written factor.
+TEST_CASE("hf: a YaRN config.json states max_position_embeddings = factor x L0 (Transformers derives the factor)") {
+  temp_dir tmp;
+  auto m = qroar_io_test::tiny_model();
+  const int l0 = 32;
+  m.config.original_ctx = l0;
+  m.config.max_position_embeddings = l0;  // a model loaded from llama2.c: seq_len = L0
+  for (const double factor : {2.0, 4.0, 2.5}) {
+    CAPTURE(factor);
+    m.config.rope = qroar::rope_scaling::yarn(factor, l0);
+    const std::string d = tmp.file("yarn" + std::to_string(static_cast<int>(factor * 10)));
+    qroar::write_hf_model(m, d);
+    const auto j = nlohmann::json::parse(read_bytes(d + "/config.json"));
+    const int lmax = j.at("max_position_embeddings").get<int>();
+    const int original = j.at("rope_scaling").at("original_max_position_embeddings").get<int>();
+    CHECK(original == l0);
+    // the factor Transformers 4.45 - 4.5x use, and the one later versions read, are the written one
+    CHECK(static_cast<double>(lmax) / original == factor);
+    CHECK(j.at("rope_scaling").at("factor").get<double>() == factor);
+    // read back: the same frequencies and attention factor as the model's scaling
+    const auto back = qroar::load_hf_model(d);
+    const auto dims = m.config.rope_geometry();
+    CHECK(qroar::inverse_frequencies(back.config.rope, dims) == qroar::inverse_frequencies(m.config.rope, dims));
+    CHECK(qroar::attention_factor(back.config.rope, dims) == qroar::attention_factor(m.config.rope, dims));
+  }
+  // factor x L0 not an integer: no max_position_embeddings gives Transformers that factor
+  m.config.rope = qroar::rope_scaling::yarn(2.01, l0);
+  CHECK_THROWS_AS(qroar::write_hf_model(m, tmp.file("yarn_fraction")), qroar::unsupported);
+  CHECK_FALSE(fs::exists(tmp.file("yarn_fraction")));
+  // dynamic NTK: the scaling's Lmax is HF's max_position_embeddings (where the base starts to grow)
+  m.config.rope = qroar::rope_scaling::dynamic(2.0, 96);
+  m.config.rope.original_ctx = l0;
+  qroar::write_hf_model(m, tmp.file("dynamic"));
+  CHECK(nlohmann::json::parse(read_bytes(tmp.file("dynamic") + "/config.json")).at("max_position_embeddings") == 96);
+}
+
 TEST_CASE("hf: config.json conventions (rope_parameters, defaults, original_max_position_embeddings precedence)") {
   const std::string f = "config.json";
   nlohmann::json cfg = {{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128},

@@ -2,6 +2,8 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include "skip_status.hpp"
+
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -28,6 +30,7 @@ inline std::filesystem::path shared_file(const std::string& relative) {
     std::fprintf(stderr, "\n*** WARNING: %s is absent: skipping a test that needs %s ***\n\n",
                  dir.string().c_str(), relative.c_str());
     MESSAGE("SKIPPED: ../shared is absent, needed for " << relative);
+    skipped_for_missing_shared() = true;
     return {};
   }
   const auto p = dir / relative;

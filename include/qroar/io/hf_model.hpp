@@ -15,7 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -313,11 +315,42 @@ inline nlohmann::ordered_json hf_rope_scaling_json(const rope_scaling& sc, int o
   return j;
 }
 
+// The max_position_embeddings config.json states for `c` (Lmax); `stated` is the model's own (its
+// max_position_embeddings, else L0):
+//   yarn              F x L0, the extended context. Transformers 4.45 - 4.5x derive the YaRN factor as
+//                     max_position_embeddings / rope_scaling.original_max_position_embeddings whenever the latter
+//                     is present (later versions read `factor`, and derive it only when absent; both warn when the
+//                     two disagree), so Lmax = F x L0 is the one value that gives every version the same scaling. A
+//                     non-integer F x L0 cannot, and is refused (unsupported).
+//   dynamic           the scaling's Lmax when it states one (--max-position-embeddings), which HF's
+//                     _compute_dynamic_ntk_parameters reads as the length the base starts to grow at; else `stated`.
+//   other scalings    `stated` when it exceeds L0 (Llama 3.1: 16 x L0 with factor 8), else F x L0 rounded.
+//   no scaling        `stated`.
+inline int hf_max_position_embeddings(const llama_config& c) {
+  const rope_scaling& sc = c.rope;
+  const int stated = c.max_position_embeddings > 0 ? c.max_position_embeddings : c.original_ctx;
+  if (sc.type == rope_type::none) return stated;
+  const int l0 = sc.original_ctx > 0 ? sc.original_ctx : c.original_ctx;
+  if (sc.type == rope_type::dynamic) return sc.max_position_embeddings > 0 ? sc.max_position_embeddings : stated;
+  const double extended = sc.factor * l0;
+  const double rounded = std::round(extended);
+  if (sc.type == rope_type::yarn) {
+    if (rounded != extended || !(rounded >= 1.0) || rounded > 2147483647.0)
+      throw unsupported("config.json cannot express YaRN factor " + std::to_string(sc.factor) + " at trained context " +
+                        std::to_string(l0) + ": Transformers derives the factor from max_position_embeddings / "
+                        "original_max_position_embeddings, and factor x L0 = " + std::to_string(extended) +
+                        " is not an integer");
+    return static_cast<int>(rounded);
+  }
+  if (stated > l0) return stated;
+  return std::max(l0, static_cast<int>(std::min(rounded, 2147483647.0)));
+}
+
 // The config.json written by write_hf_model for `model` stored in `dtype`.
 inline nlohmann::ordered_json hf_config_json(const llama_model& model, safetensors_dtype dtype) {
   const llama_config& c = model.config;
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  const int lmax = c.max_position_embeddings > 0 ? c.max_position_embeddings : c.original_ctx;
+  const int lmax = hf_max_position_embeddings(c);
   j["architectures"] = {"LlamaForCausalLM"};
   j["model_type"] = "llama";
   j["hidden_size"] = c.dim;

@@ -53,11 +53,13 @@ inline spm_vocabulary gguf_vocabulary(const gguf_file& f) {
 }
 
 namespace detail {
-// A vocabulary larger than the model's embedding would map the extra ids to nothing (or text to unk): refused.
+// A vocabulary larger than the model's embedding would map the extra ids to nothing (or text to unk): refused
+// with invalid_argument, like check_tokenizer_fits (both files may be fine; they do not belong together).
 inline std::unique_ptr<tokenizer> fits_model(std::unique_ptr<tokenizer> t, const std::string& path, int vocab_size) {
   if (vocab_size > 0 && t->vocab_size() > vocab_size)
-    throw format_error(path, "", 0, "the tokenizer's vocabulary holds " + std::to_string(t->vocab_size()) +
-                                        " tokens, the model's embedding only " + std::to_string(vocab_size) + " rows");
+    throw invalid_argument("tokenizer and model do not belong together: the tokenizer " + path + " holds " +
+                           std::to_string(t->vocab_size()) + " tokens, the model's embedding only " +
+                           std::to_string(vocab_size) + " rows (their vocabularies differ)");
   return t;
 }
 }  // namespace detail

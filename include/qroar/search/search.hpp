@@ -113,7 +113,8 @@ struct variant_trial {
   scale_variant variant = scale_variant::symmetric;
   double final_objective = 0.0;
   double final_validation = std::numeric_limits<double>::quiet_NaN();
-  int evaluations = 0;
+  int evaluations = 0;  // of the objective, with the baseline
+  int candidates = 0;   // candidate factors tried (its steps)
   bool chosen = false;
 };
 
@@ -672,7 +673,8 @@ inline search_result search_band_scales(const llama_model& model, const std::vec
     done += seen;
     seen = 0;
     --remaining;
-    trials.push_back({candidates[i], r.final_objective, r.final_validation, r.evaluations, false});
+    trials.push_back({candidates[i], r.final_objective, r.final_validation, r.evaluations,
+                      static_cast<int>(r.steps.size()), false});
     if (i == 0 || score(r) < score(best)) best = std::move(r);
   }
   for (auto& t : trials) t.chosen = t.variant == best.variant;
