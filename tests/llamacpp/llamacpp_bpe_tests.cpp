@@ -284,7 +284,8 @@ TEST_CASE("gpt2 vocabulary: qroar eval --text on the tokenizer.json folder and o
     CHECK(a["tokens_scored"].get<long>() == 4 * (ctx - 1));
     CHECK(a["tokens_scored"] == b["tokens_scored"]);
     const double tol = f32_reorder_nll_tolerance(synthetic_model(8).config, ctx);
-    MESSAGE(t.name << ": mean NLL folder " << a["mean_nll"].get<double>() << ", GGUF " << b["mean_nll"].get<double>()
+    MESSAGE(tokenizer_name << ": mean NLL folder " << a["mean_nll"].get<double>() << ", GGUF " << b["mean_nll"].get<double>()
+                   << ", |difference| " << std::abs(a["mean_nll"].get<double>() - b["mean_nll"].get<double>())
                    << " (tolerance " << tol << ")");
     CHECK(std::abs(a["mean_nll"].get<double>() - b["mean_nll"].get<double>()) <= tol);
     // The ids themselves: qroar tokenize of the folder and of the GGUF.
