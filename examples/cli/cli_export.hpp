@@ -8,6 +8,7 @@
 #include <optional>
 
 #include <qroar/io/gguf_model.hpp>
+#include <qroar/io/hf_gguf_vocabulary.hpp>
 #include <qroar/io/hf_model.hpp>
 #include <qroar/io/llama2c.hpp>
 #include <qroar/io/llama2c_tokenizer.hpp>
@@ -105,6 +106,45 @@ inline std::optional<qroar::spm_vocabulary> vocabulary_for(const model_options& 
   return qroar::spm_vocabulary_from_llama2c(qroar::llama2c_tokenizer(path, m.config.vocab_size));
 }
 
+// The tokenizer.json to embed as a GGUF gpt2 vocabulary: --tokenizer when it is a tokenizer.json (by content) or a
+// folder holding one, else a Hugging Face model folder's own tokenizer.json when it has no tokenizer.model (which
+// vocabulary_for embeds as an SPM vocabulary). Empty when there is none.
+inline std::string tokenizer_json_for(const model_options& o, const qroar::llama_model& m) {
+  namespace fs = std::filesystem;
+  if (!o.tokenizer_path.empty()) {
+    if (fs::is_directory(o.tokenizer_path)) {
+      const auto p = fs::path(o.tokenizer_path) / "tokenizer.json";
+      return fs::exists(p) ? p.string() : std::string();
+    }
+    return qroar::detect_tokenizer_file(o.tokenizer_path) == qroar::tokenizer_file_kind::hf_json ? o.tokenizer_path
+                                                                                                 : std::string();
+  }
+  if (m.source_format != "hf") return {};
+  const fs::path dir = fs::is_directory(o.model_path) ? fs::path(o.model_path) : fs::path(o.model_path).parent_path();
+  if (fs::exists(dir / "tokenizer.model") || !fs::exists(dir / "tokenizer.json")) return {};
+  return (dir / "tokenizer.json").string();
+}
+
+// The GGUF gpt2 vocabulary of a byte-level BPE tokenizer.json (qroar::gguf_bpe_vocabulary_from_hf, with the
+// tokenizer_config.json and config.json beside it). Empty, with `why` set, when the file is not one llama.cpp's
+// gpt2 vocabulary can express (a SentencePiece-style BPE, an unknown pre-tokenizer).
+inline std::optional<qroar::gguf_bpe_vocabulary> bpe_vocabulary_for(const std::string& json, const qroar::llama_model& m,
+                                                                    std::string& why) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(json).parent_path();
+  auto beside = [&](const char* name) {
+    const fs::path p = (dir.empty() ? fs::path(".") : dir) / name;
+    return fs::exists(p) ? p.string() : std::string();
+  };
+  try {
+    return qroar::gguf_bpe_vocabulary_from_hf(json, beside("tokenizer_config.json"), beside("config.json"),
+                                              m.config.vocab_size);
+  } catch (const qroar::unsupported& e) {
+    why = e.what();
+    return std::nullopt;
+  }
+}
+
 // The storage type names of a written GGUF, with counts ("q4_0": 33, "f32": 14).
 inline std::map<std::string, int> gguf_type_counts(const std::string& path) {
   std::map<std::string, int> counts;
@@ -120,8 +160,8 @@ inline std::string type_counts_text(const std::map<std::string, int>& counts) {
 }
 
 // Writes `m` to `out` in `format`. GGUF: `gguf` options, the input file as source when the model came from a GGUF
-// (its metadata and tokenizer are kept), else the vocabulary of vocabulary_for (SPM only: a tokenizer.json is not
-// converted). HF: f32 safetensors, plus the input folder's tokenizer.model (or a --tokenizer .model),
+// (its metadata and tokenizer are kept), else a byte-level BPE tokenizer.json as a gpt2 vocabulary
+// (tokenizer_json_for, bpe_vocabulary_for) or the SPM vocabulary of vocabulary_for. HF: f32 safetensors, plus the input folder's tokenizer.model (or a --tokenizer .model),
 // tokenizer.json and tokenizer_config.json copied beside it. Returns a note for the user (may be empty).
 inline std::string write_model(const model_options& o, const qroar::llama_model& m, const std::string& out,
                                output_format format, qroar::gguf_export_options gguf) {
@@ -134,8 +174,13 @@ inline std::string write_model(const model_options& o, const qroar::llama_model&
       if (m.source_format == "gguf") source.emplace(qroar::gguf_file::open(o.model_path));
       if (source) gguf.source = &*source;
       else if (gguf.storage == qroar::gguf_storage::like_source) gguf.storage = qroar::gguf_storage::f32;
-      std::optional<qroar::spm_vocabulary> vocab = vocabulary_for(o, m, note);
+      std::optional<qroar::gguf_bpe_vocabulary> bpe;
+      std::optional<qroar::spm_vocabulary> vocab;
+      const std::string json = source && o.tokenizer_path.empty() ? std::string() : tokenizer_json_for(o, m);
+      if (!json.empty()) bpe = bpe_vocabulary_for(json, m, note);
+      else vocab = vocabulary_for(o, m, note);
       if (vocab) gguf.vocabulary = &*vocab;
+      if (bpe) gguf.bpe_vocabulary = &*bpe;
       if (!note.empty()) note = "GGUF written without a tokenizer: " + note;
       qroar::write_gguf_model(m, out, gguf);
       break;

@@ -195,8 +195,34 @@ struct model_options {
       }
   }
 
+  // The model's embedding rows from its metadata alone (config.json, GGUF keys and tensor shapes, llama2.c
+  // header), without loading weights; 0 when they cannot be read that way (load_model then reports why).
+  int embedding_rows() const {
+    try {
+      switch (qroar::detect_model_format(model_path)) {
+        case qroar::model_format::hf_folder: {
+          namespace fs = std::filesystem;
+          const fs::path p(model_path);
+          const fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+          const std::string cfg = (dir / "config.json").string();
+          const auto config = nlohmann::json::parse(qroar::read_regular_file(cfg, qroar::max_json_bytes, "config.json"));
+          return qroar::parse_hf_llama_config(config, cfg).vocab_size;
+        }
+        case qroar::model_format::gguf:
+          return qroar::llama_config_from_gguf(qroar::gguf_file::open(model_path)).vocab_size;
+        case qroar::model_format::llama2c:
+        case qroar::model_format::unknown:
+          return 0;  // load_tokenizer reads a llama2.c header's vocabulary size itself
+      }
+    } catch (const qroar::error&) {
+    } catch (const nlohmann::json::exception&) {
+    }
+    return 0;
+  }
+
   // Loads the model, applies --original-ctx and folds --scales into W_Q/W_K. With --text (or a text --calib), the
-  // tokenizer is opened first: a missing or broken tokenizer is reported before the weights load.
+  // tokenizer is opened first and checked against the embedding rows the metadata states: a missing, broken or
+  // foreign tokenizer is reported before the weights load.
   qroar::llama_model load_model() const {
     if (qroar::detect_model_format(model_path) == qroar::model_format::llama2c) {
       int tokens = 0;
@@ -204,7 +230,7 @@ struct model_options {
         throw qroar::format_error(model_path, "", 0, "not a model: a llama2.c tokenizer file (" + std::to_string(tokens) +
                                                          " tokens); pass it as --tokenizer, and the checkpoint as --model");
     }
-    if (!text_path.empty() && tokens_path.empty()) (void)tokenizer();
+    if (!text_path.empty() && tokens_path.empty()) (void)tokenizer(embedding_rows());
     if (!calib_path.empty()) open_tokenizer_for({calib_path});
     auto m = qroar::load_model(model_path);
     m.config.original_ctx = effective_original_ctx(m.config.original_ctx);

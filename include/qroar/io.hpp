@@ -9,6 +9,7 @@
 #include "io/bpe_model.hpp"
 #include "io/gguf.hpp"
 #include "io/gguf_model.hpp"
+#include "io/hf_gguf_vocabulary.hpp"
 #include "io/hf_model.hpp"
 #include "io/llama2c.hpp"
 #include "io/llama2c_tokenizer.hpp"

