@@ -24,6 +24,25 @@
 
 namespace {
 
+// The demo's result beside its full-precision control, at the extended context (held-out perplexities): f full
+// precision, fs full precision with the scales, q quantized, qr quantized with the scales.
+//   quantized change  x = qr/q - 1;  control  c = fs/f - 1;  quantization-specific  x - c
+//   gap  g = q - f;  recovered  (q - qr)/g;  quantization-specific part  (q - qr + c*q)/g: the reduction beyond the
+//   c*q that the same relative change as the control's would give the quantized model
+struct demo_control_numbers {
+  double quantized_change, fp_change, specific_change, gap, recovered, recovered_specific;
+};
+demo_control_numbers demo_control(double f, double fs, double q, double qr) {
+  demo_control_numbers n{};
+  n.quantized_change = qr / q - 1.0;
+  n.fp_change = fs / f - 1.0;
+  n.specific_change = n.quantized_change - n.fp_change;
+  n.gap = q - f;
+  n.recovered = n.gap > 0 ? (q - qr) / n.gap : 0.0;
+  n.recovered_specific = n.gap > 0 ? (q - qr + n.fp_change * q) / n.gap : 0.0;
+  return n;
+}
+
 namespace fs = std::filesystem;
 
 constexpr const char* demo_model_file = "gutenberg-3m-f16.gguf";
@@ -169,8 +188,11 @@ int run_demo(demo_options& o) {
   const auto cap_p = qroar::capture_attention(patched, dev.front(), table, &patched_hooks, mo.threads);
   const auto err_p = qroar::compare_captures(fp.config, cap_fp, cap_p, dopt);
 
-  // 7. evaluate before / after on the held-out windows
+  // 7. evaluate before / after on the held-out windows, and the full-precision control (the same scales on the
+  // full-precision model)
   stage("evaluate");
+  auto fp_scaled = fp;
+  qroar::apply_band_scales(fp_scaled, sr.scales);
   struct row {
     std::string name;
     qroar::perplexity_result at_l0, at_ctx;
@@ -188,15 +210,18 @@ int run_demo(demo_options& o) {
     // the bar on a terminal; a stage line per evaluation otherwise (a whole book takes minutes: --eval-windows)
     qroar_cli::progress_bar bar("evaluate", mo.quiet || mo.json);
     const bool lines = ::isatty(2) != 1;
+    constexpr int evaluations = 10;  // five models, each at L0 and at ctx
     int done = 0;
     auto eval_step = [&](const char* name, const qroar::llama_model& m, const qroar::forward_hooks* h,
                          const qroar::rope_scaling& sc, int n) {
-      if (lines) stage(fmt::format("evaluate {}/8: {} at ctx {} ({} held-out tokens)", done + 1, name, n, held_out.size()));
+      if (lines)
+        stage(fmt::format("evaluate {}/{}: {} at ctx {} ({} held-out tokens)", done + 1, evaluations, name, n,
+                          held_out.size()));
       auto r = eval(m, h, sc, n);
-      bar.update(++done, 8);
+      bar.update(++done, evaluations);
       return r;
     };
-    bar.update(0, 8);
+    bar.update(0, evaluations);
     const auto none = qroar::rope_scaling::none();
     struct variant_row {
       const char* name;
@@ -207,7 +232,9 @@ int run_demo(demo_options& o) {
     const variant_row variants[] = {{"full precision, no extension", &fp, nullptr, &none},
                                     {"full precision", &fp, nullptr, &extended},
                                     {"quantized", &quantized, &hooks, &extended},
-                                    {"quantized + Q-ROAR", &patched, &patched_hooks, &extended}};
+                                    {"quantized + Q-ROAR", &patched, &patched_hooks, &extended},
+                                    // the control: the same scales on the full-precision model, same interpolation
+                                    {"full precision + scales", &fp_scaled, nullptr, &extended}};
     for (const auto& v : variants) {
       auto at_l0 = eval_step(v.name, *v.model, v.hooks, *v.scaling, l0);
       auto at_ctx = eval_step(v.name, *v.model, v.hooks, *v.scaling, ctx);
@@ -235,6 +262,14 @@ int run_demo(demo_options& o) {
                  {"final_dev_nll", sr.final_objective},
                  {"scales", qroar::band_scales_to_json(sr.scales, fp.config)}};
   j["patched_model_bytes"] = patched_bytes;
+  {
+    const auto c = demo_control(rows[1].at_ctx.ppl, rows[4].at_ctx.ppl, rows[2].at_ctx.ppl, rows[3].at_ctx.ppl);
+    j["control"] = {{"quantized_ppl_change", c.quantized_change}, {"fp_ppl_change", c.fp_change},
+                    {"quantization_specific_change", c.specific_change}, {"quantization_gap", c.gap},
+                    {"gap_recovered", c.gap > 0 ? nlohmann::ordered_json(c.recovered) : nlohmann::ordered_json(nullptr)},
+                    {"gap_recovered_quantization_specific",
+                     c.gap > 0 ? nlohmann::ordered_json(c.recovered_specific) : nlohmann::ordered_json(nullptr)}};
+  }
   nlohmann::ordered_json jt = nlohmann::ordered_json::array();
   for (const auto& r : rows)
     jt.push_back({{"model", r.name}, {"ppl_trained_ctx", r.at_l0.ppl}, {"ppl_extended_ctx", r.at_ctx.ppl},
@@ -293,9 +328,13 @@ int run_demo(demo_options& o) {
   fmt::print("applied: patched model written ({:.1f} MB) and re-loaded\n\n", static_cast<double>(patched_bytes) / 1e6);
   fmt::print("{:<30} {:>16} {:>16}\n", "perplexity (held out)", fmt::format("ctx {}", l0), fmt::format("ctx {}", ctx));
   for (const auto& r : rows) fmt::print("{:<30} {:>16.4f} {:>16.4f}\n", r.name, r.at_l0.ppl, r.at_ctx.ppl);
-  const double q = rows[2].at_ctx.ppl, qr = rows[3].at_ctx.ppl, f = rows[1].at_ctx.ppl;
-  fmt::print("\nQ-ROAR at ctx {}: {:+.2f}% perplexity vs quantized; recovers {:.0f}% of the quantization gap\n", ctx,
-             100.0 * (qr / q - 1.0), q > f ? 100.0 * (q - qr) / (q - f) : 0.0);
+  const auto c = demo_control(rows[1].at_ctx.ppl, rows[4].at_ctx.ppl, rows[2].at_ctx.ppl, rows[3].at_ctx.ppl);
+  fmt::print("\nQ-ROAR at ctx {}: quantized {:+.2f}%; the same scales on full precision {:+.2f}% (control); "
+             "quantization-specific {:+.2f}%\n",
+             ctx, 100.0 * c.quantized_change, 100.0 * c.fp_change, 100.0 * c.specific_change);
+  if (c.gap > 0)
+    fmt::print("quantization gap {:.4f}: recovers {:.0f}% of it, {:.0f}% quantization-specific (beyond the control)\n",
+               c.gap, 100.0 * c.recovered, 100.0 * c.recovered_specific);
   fmt::print("total {:.1f} s\n", total);
   if (!o.report.empty()) fmt::print("report written to {}\n", o.report);
   return 0;
