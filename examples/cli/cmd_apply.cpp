@@ -53,7 +53,7 @@ int run_apply(const qroar_cli::model_options& options, const apply_options& a) {
   qroar_cli::check_model_output(o, a.out, format);
   const bool record = (o.rope_type_opt && o.rope_type_opt->count() > 0) || !o.rope_config.empty();
   if (a.patch) {
-    // Post-quantization: multiply the stored fp16 block scales, codes untouched (FORMULAS 5.3).
+    // Post-quantization: multiply the stored fp16 block scales, codes untouched (docs/formulas.md §5.3 item 2).
     if (qroar::detect_model_format(o.model_path) != qroar::model_format::gguf)
       throw qroar_cli::usage_error("--patch needs a GGUF input (" + o.model_path + " is not one)");
     if (format != qroar_cli::output_format::gguf)

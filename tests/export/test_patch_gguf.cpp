@@ -34,7 +34,7 @@ std::vector<std::filesystem::path> quantized_files() {
   return out;
 }
 
-// The fp16 scales of one block, read from the byte layout of FORMULAS 3.1 (not from the code under test), each with
+// The fp16 scales of one block, read from the byte layout of docs/formulas.md §3.1 (not from the code under test), each with
 // the largest factor it can be multiplied by in a dequantized value: |q| for Q8_0 (int8, 128), Q4_0 (8), Q5_0 (16);
 // q and 1 for Q4_1 (15, 1) / Q5_1 (31, 1); sc_k * q and m_k for Q4_K (63 * 15, 63) / Q5_K (63 * 31, 63);
 // |sc_k| * |q - 32| for Q6_K (128 * 32).
@@ -82,7 +82,7 @@ double block_tolerance(const block_layout& L, const std::uint8_t* original, floa
   return tol;
 }
 
-// The factor of row r of layer l's W_Q (query = true) or W_K, by FORMULAS 1.5 for interleaved GGUF rows:
+// The factor of row r of layer l's W_Q (query = true) or W_K, by docs/formulas.md §1.5 for interleaved GGUF rows:
 // row = head * hd + 2j + t; a query head h uses its KV head h / n_rep; channels >= rotary_dim are not scaled.
 float expected_factor(const qroar::band_scales& s, const qroar::llama_config& c, int layer, bool query, int row) {
   const int hd = c.head_size(), d = c.rope_geometry().rotary();

@@ -77,7 +77,7 @@ TEST_CASE("write_gguf_model: f32 round trip of stories260K.bin, config and weigh
 }
 
 TEST_CASE("write_gguf_model: the f32 GGUF of the model equals ggml-org's stories260K.gguf tensor by tensor") {
-  // The llama2.c file and ggml-org's GGUF hold the same weights (MANIFEST), so the tensor bytes must agree.
+  // The llama2.c file and ggml-org's GGUF hold the same weights (docs/test-data.md), so the tensor bytes must agree.
   const auto bin = qroar_test::shared_file(stories_bin);
   const auto ref = qroar_test::shared_file(stories_gguf);
   if (bin.empty() || ref.empty()) return;
@@ -101,7 +101,7 @@ TEST_CASE("write_gguf_model: an HF (half-split) model is written with interleave
   temp_dir dir;
   const auto out = dir.file("g3m.gguf");
   qroar::write_gguf_model(m, out);
-  // model-f32.gguf is the same model in interleaved order (MANIFEST): every tensor byte for byte.
+  // model-f32.gguf is the same model in interleaved order (docs/test-data.md): every tensor byte for byte.
   const auto f = qroar::gguf_file::open(out);
   const auto r = qroar::gguf_file::open(ref.string());
   CHECK(f.tensors().size() == r.tensors().size());

@@ -1,4 +1,4 @@
-// GGUF reader and writer: the real files of ../shared open with the metadata MANIFEST.md states, a read ->
+// GGUF reader and writer: the real files of ../shared open with the metadata docs/test-data.md states, a read ->
 // write round trip reproduces every file byte for byte, and damaged files (truncated, flipped bytes, huge
 // lengths) raise qroar::format_error, never a crash.
 #include <doctest/doctest.h>
@@ -144,6 +144,7 @@ TEST_CASE("every GGUF in ../shared/data opens and dequantizes") {
   }
 }
 
+// MANIFEST in the name: the data description summarized in docs/test-data.md.
 TEST_CASE("stories260K.gguf metadata matches MANIFEST.md") {
   const auto path = qroar_test::shared_file("data/models/stories260K/stories260K.gguf");
   if (path.empty()) return;
@@ -158,7 +159,7 @@ TEST_CASE("stories260K.gguf metadata matches MANIFEST.md") {
   CHECK(f.get_int("llama.attention.head_count") == 8);
   CHECK(f.get_int("llama.attention.head_count_kv") == 4);
   CHECK(f.get_int("llama.rope.dimension_count") == 8);
-  CHECK(f.get_int("llama.context_length") == 2048);  // not the trained context (512), see MANIFEST.md
+  CHECK(f.get_int("llama.context_length") == 2048);  // not the trained context (512), see docs/test-data.md
   CHECK(f.get_float("llama.attention.layer_norm_rms_epsilon") == doctest::Approx(1e-5).epsilon(1e-6));
   CHECK(f.find("llama.attention.layer_norm_rms_epsilon")->type() == gguf_type::float32);
   CHECK_FALSE(f.contains("llama.rope.freq_base"));
@@ -191,7 +192,7 @@ TEST_CASE("stories260K.gguf metadata matches MANIFEST.md") {
   CHECK(f.tensor("no.such.tensor") == nullptr);
   CHECK_THROWS_AS(f.dequantize("no.such.tensor"), qroar::invalid_argument);
 
-  // Independent cross-check (MANIFEST.md: the GGUF tensors equal the llama2.c arrays): the token embedding
+  // Independent cross-check (docs/test-data.md: the GGUF tensors equal the llama2.c arrays): the token embedding
   // follows the 28-byte header of stories260K.bin.
   const auto bin_path = qroar_test::shared_file("data/models/stories260K/stories260K.bin");
   const auto bin = read_bytes(bin_path);
@@ -200,6 +201,7 @@ TEST_CASE("stories260K.gguf metadata matches MANIFEST.md") {
   CHECK(std::memcmp(w.data(), bin.data() + 28, 512 * 64 * 4) == 0);
 }
 
+// MANIFEST in the name: the data description summarized in docs/test-data.md.
 TEST_CASE("gutenberg-3m model-f32.gguf metadata matches MANIFEST.md") {
   const auto path = qroar_test::shared_file("data/models/gutenberg-3m/model-f32.gguf");
   if (path.empty()) return;

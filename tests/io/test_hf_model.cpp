@@ -32,6 +32,7 @@ nlohmann::json tiny_folder(const std::string& dir, bool untied = false) {
 
 }  // namespace
 
+// MANIFEST in the name: the data description summarized in docs/test-data.md.
 TEST_CASE("hf: gutenberg-3m hf/ config matches the MANIFEST") {
   const auto dir = qroar_test::shared_file(gutenberg_hf);
   if (dir.empty()) return;
@@ -76,7 +77,7 @@ TEST_CASE("hf: gutenberg-3m model.bin (interleaved) and hf/ (half-split) hold th
     CHECK(qroar_io_test::same_bits(a.w3, b.w3));
     CHECK(qroar_io_test::same_bits(a.attn_norm, b.attn_norm));
     CHECK(qroar_io_test::same_bits(a.ffn_norm, b.ffn_norm));
-    // FORMULAS 1.3, written out here independently of permute_qk_rows:
+    // docs/formulas.md §1.3, written out here independently of permute_qk_rows:
     // interleaved row h*hd + 2j + t  <->  half-split row h*hd + t*hd/2 + j.
     bool q_ok = true, k_ok = true, q_differs = false;
     for (const auto& [half_w, inter_w, heads, ok] :

@@ -20,6 +20,7 @@ using qroar_test::paths::gutenberg_bin;
 
 }  // namespace
 
+// MANIFEST in the name: the data description summarized in docs/test-data.md.
 TEST_CASE("llama2c: stories260K.bin header and config match the MANIFEST") {
   const auto path = qroar_test::shared_file(stories260k);
   if (path.empty()) return;
@@ -124,7 +125,7 @@ TEST_CASE("llama2c: a recomputed freq_cis table is within the tolerance of the s
     max_diff = std::max(max_diff, std::fabs(static_cast<double>(x) - y));
   }
   CHECK(max_diff <= qroar::llama2c_freq_cis_tolerance);
-  // freq_cis_real row 1 is cos(10000^(-2i/8)) (MANIFEST).
+  // freq_cis_real row 1 is cos(10000^(-2i/8)) (docs/test-data.md).
   for (int i = 0; i < 4; ++i) {
     float stored;
     std::memcpy(&stored, b.data() + table_begin + (4u + static_cast<std::size_t>(i)) * 4u, 4);

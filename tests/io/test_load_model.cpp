@@ -46,7 +46,7 @@ TEST_CASE("gguf model: stories260K.gguf holds exactly the weights of stories260K
   CHECK(c.layout == qroar::pair_layout::interleaved);
   CHECK(c.tied_embeddings);
   CHECK(g.source_format == "gguf");
-  // MANIFEST: llama.context_length says 2048, the model was trained at 512. The key is reported as is...
+  // docs/test-data.md: llama.context_length says 2048, the model was trained at 512. The key is reported as is...
   CHECK(c.original_ctx == 2048);
   CHECK(c.max_position_embeddings == 2048);
   // ...and the caller can override it.
@@ -91,7 +91,7 @@ TEST_CASE("gguf model: gutenberg-3m model-f32.gguf equals model.bin; q8_0 dequan
   };
   CHECK(within_q8(q.layers[0].wq, ref.layers[0].wq));
   CHECK(within_q8(q.layers[4].w3, ref.layers[4].w3));
-  CHECK(qroar_io_test::same_bits(q.layers[2].w2, ref.layers[2].w2));  // ffn_down rows of 172 stay F32 (MANIFEST)
+  CHECK(qroar_io_test::same_bits(q.layers[2].w2, ref.layers[2].w2));  // ffn_down rows of 172 stay F32 (docs/test-data.md)
 }
 
 TEST_CASE("load_model: dispatch on folders, GGUF, llama2.c and files inside HF folders") {

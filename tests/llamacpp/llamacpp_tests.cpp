@@ -550,7 +550,7 @@ TEST_CASE("apply --patch onto the other block types (stories260K q4_1, q5_0, q5_
     CAPTURE(t);
     const auto in = shared("data/models/stories260K/ggml-quantized/stories260K-" + t + ".gguf");
     const fs::path out = dir / ("patched-" + t + ".gguf");
-    // The file says context_length 2048 for a model trained at 512 (MANIFEST): --original-ctx 512, NTK x4.
+    // The file says context_length 2048 for a model trained at 512 (docs/test-data.md): --original-ctx 512, NTK x4.
     qroar_json({"apply", "--model", in.string(), "--scales", scales.string(), "-o", out.string(), "--patch",
                 "--original-ctx", "512", "--rope", "ntk", "--factor", "4"},
                dir);

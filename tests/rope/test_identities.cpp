@@ -1,4 +1,4 @@
-// Exact identities of RoPE and its scaling schemes (FORMULAS.md 1-2): they hold for any correct
+// Exact identities of RoPE and its scaling schemes (docs/formulas.md §1-2): they hold for any correct
 // implementation, so they test ours without trusting it.
 #include <doctest/doctest.h>
 
@@ -162,7 +162,7 @@ TEST_CASE("pair rows and GQA mapping") {
   const rope_dims half{8, 0, 10000.0, pair_layout::half_split};
   CHECK(qroar::pair_rows(inter, 2, 3) == std::array<int, 2>{22, 23});
   CHECK(qroar::pair_rows(half, 2, 3) == std::array<int, 2>{19, 23});
-  // FORMULAS 1.3 check (hd = 8): Meta rows 0..7 land at HF rows 0,4,1,5,2,6,3,7
+  // docs/formulas.md §1.3 check (hd = 8): Meta rows 0..7 land at HF rows 0,4,1,5,2,6,3,7
   const int expected[8] = {0, 4, 1, 5, 2, 6, 3, 7};
   for (int c = 0; c < 8; ++c) CHECK(qroar::interleaved_to_half_split_channel(c, 8) == expected[c]);
   CHECK(qroar::kv_head_of(5, 8, 4) == 2);
@@ -185,6 +185,7 @@ TEST_CASE("derived scheme identities") {
     CHECK(ntk[0] == plain[0]);
     CHECK(ntk[63] == doctest::Approx(plain[63] / 8.0).epsilon(64 * eps64));
   }
+  // FORMULAS 2.10 in the name is docs/formulas.md §2.10.
   SUBCASE("yarn: correction ranges of FORMULAS 2.10") {
     struct row { int hd; int ctx; double base; int low; int high; };
     for (const auto& r : {row{128, 4096, 1e4, 20, 46}, row{128, 2048, 1e4, 16, 41}, row{64, 2048, 1e4, 8, 21},
@@ -293,7 +294,7 @@ TEST_CASE("bands by wavelength follow the YaRN rotation thresholds") {
   CHECK(p8[2].first_pair == 2);
   CHECK(p8[2].last_pair == 3);
   CHECK(p8[0].max_rotations == doctest::Approx(512.0 / (2 * M_PI)));
-  // d = 128, b = 1e4, L0 = 4096 (FORMULAS 6.4 A): 0-20 / 21-45 / 46-63
+  // d = 128, b = 1e4, L0 = 4096 (docs/formulas.md §2.10 and §6.4 A): 0-20 / 21-45 / 46-63
   const rope_dims d128{128, 0, 10000.0, pair_layout::half_split};
   const auto p = qroar::bands_by_wavelength(qroar::inverse_frequencies(rope_scaling::none(), d128), 4096);
   REQUIRE(p.size() == 3);

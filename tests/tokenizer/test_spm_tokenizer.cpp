@@ -181,7 +181,7 @@ TEST_CASE("spm_tokenizer: agrees with llama2c_tokenizer (tok512.bin) over the st
   const auto bin = qroar_test::shared_file("data/models/stories260K/tok512.bin");
   if (vocab.pieces.empty() || bin.empty()) return;
   const qroar::llama2c_tokenizer l2c(bin.string(), 512);
-  for (int i = 0; i < 512; ++i) {  // MANIFEST: identical pieces (U+2581 written as ' ' in the .bin) and scores
+  for (int i = 0; i < 512; ++i) {  // docs/test-data.md: identical pieces (U+2581 written as ' ' in the .bin) and scores
     std::string piece = vocab.pieces[static_cast<std::size_t>(i)];
     for (std::size_t k; (k = piece.find("\xE2\x96\x81")) != std::string::npos;) piece.replace(k, 3, " ");
     if (i >= 3) CHECK(l2c.piece(i) == piece);

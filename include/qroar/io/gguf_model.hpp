@@ -7,7 +7,7 @@
 //
 // GGUF stores a tensor as ne[0] (contiguous, the input dimension) x ne[1] rows, so gguf_file::dequantize gives
 // the (out_features, in_features) matrices of llama_model directly. For architecture llama, convert_hf_to_gguf.py
-// permutes W_Q / W_K back to interleaved pairs (llama.cpp rope mode NORMAL, FORMULAS 1.3-1.4): layout interleaved.
+// permutes W_Q / W_K back to interleaved pairs (llama.cpp mode NORMAL, docs/formulas.md §1.3-1.4): layout interleaved.
 #pragma once
 
 #include <algorithm>
@@ -36,7 +36,7 @@ inline namespace v0 {
 struct gguf_load_options {
   // The trained context L0 to record in config.original_ctx; 0 = from the file (rope.scaling.original_context_length,
   // else llama.context_length). llama.context_length is the context the converter declared, which is not always the
-  // training context: ggml-org's stories260K.gguf says 2048 for a model trained at 512 (shared/data/MANIFEST.md).
+  // training context: ggml-org's stories260K.gguf says 2048 for a model trained at 512 (docs/test-data.md).
   int original_ctx = 0;
 };
 
@@ -67,7 +67,7 @@ inline constexpr const char* gguf_key_qroar_scaling_factor = "qroar.rope.scaling
 inline constexpr const char* gguf_key_qroar_freq_base_original = "qroar.rope.freq_base_original";
 
 // The llama.rope.freq_base llama.cpp runs static NTK-aware scaling with: b' = b * s^(d/(d-2)), d the rotary
-// dimensions (bloc97; FORMULAS 2.2; the "ntk" case of rope_vectors.json), rounded to float as GGUF stores it.
+// dimensions (bloc97; docs/formulas.md §2.3; the "ntk" case of rope_vectors.json), rounded to float as GGUF stores it.
 inline float gguf_ntk_freq_base(double base, double factor, int rotary_dims) {
   return static_cast<float>(base * std::pow(factor, static_cast<double>(rotary_dims) / (rotary_dims - 2)));
 }
@@ -444,7 +444,7 @@ inline void set_gguf_file_type(gguf_writer& w, bool add_when_missing = true) {
 //               and ext_factor must be llama.cpp's 32 / 1 / 1 (it reads no key for them under architecture llama)
 //   yarn (HF)   as yarn-ggml when it has HF's defaults (truncate, no attention_factor / mscale / mscale_all_dim /
 //               correction_ctx, betas 32 / 1): both semantics then give the same frequencies and attention factor
-//               0.1 ln s + 1 (FORMULAS 2.5-2.6); it reads back as yarn-ggml
+//               0.1 ln s + 1 (docs/formulas.md §2.5-2.6); it reads back as yarn-ggml
 //   ntk         rope.freq_base = b * s^(d/(d-2)) (what llama.cpp deploys static NTK as), and qroar's own keys
 //               qroar.rope.scaling.type "ntk", qroar.rope.scaling.factor s, qroar.rope.freq_base_original b, plus
 //               original_context_length L0, so qroar reads the scheme back
@@ -523,7 +523,7 @@ inline void set_gguf_rope_scaling(gguf_writer& w, const llama_config& c) {
 //            ffn_up}, output_norm, output (when untied; also when the source stores a copy of a tied classifier);
 //            ne = {in_features, out_features}
 //   rows     W_Q / W_K in the interleaved pair order llama.cpp's rope mode NORMAL expects (permute_qk_rows when the
-//            model is half_split, FORMULAS 1.3)
+//            model is half_split, docs/formulas.md §1.3)
 // Storage per tensor: see gguf_storage. Quantization is qroar::quantize_row (ggml's reference quantizers, bit
 // exact), so re-reading the file gives exactly ggml_fake_quantize of the model's weights (f16 / bf16: the values
 // rounded to nearest even). Written through gguf_writer::write (atomic; refuses to overwrite model.source_path or

@@ -10,7 +10,7 @@
 //   lm_head.weight                                   (vocab, dim), absent or ignored when tie_word_embeddings
 //
 // HF modeling_llama applies RoPE with rotate_half, and convert_llama_weights_to_hf.py permutes the W_Q / W_K rows
-// of Meta checkpoints to match: these folders hold the half-split layout (FORMULAS 1.3).
+// of Meta checkpoints to match: these folders hold the half-split layout (docs/formulas.md §1.3).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Moving W_Q / W_K rows between the two RoPE pair layouts (docs FORMULAS 1.3).
+// Moving W_Q / W_K rows between the two RoPE pair layouts (docs/formulas.md §1.3).
 #pragma once
 
 #include <string>

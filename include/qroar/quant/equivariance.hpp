@@ -21,7 +21,7 @@ inline namespace v0 {
 // Does symmetric band scaling (W_Q rows of band B x g_B, W_K rows x 1/g_B) change what a quantizer does?
 // A quantizer Q is row-scale equivariant when Q(g*x) = g*Q(x) for every g > 0 and every unit it scales
 // independently. Then the symmetric variant leaves the quantized model's function unchanged (up to fp16 rounding
-// of stored scales and rounding ties) and searching it is futile. (docs/method.md, FORMULAS.md section 5.)
+// of stored scales and rounding ties) and searching it is futile. (docs/method.md, docs/formulas.md §5.)
 //  - Weight quantizers with scales per output row or per group inside a row (RTN channel/group, GPTQ, every ggml
 //    block format) are equivariant: a band scale multiplies whole rows.
 //  - Per-tensor weight scales couple rows: not equivariant.
@@ -125,8 +125,8 @@ inline equivariance_report is_row_scale_equivariant(const quant_spec& spec, cons
 // Empirical probe: quantize with and without random symmetric band scales and compare Q(g x)/g with Q(x). The
 // measure is the relative change ||Q(gx)/g - Q(x)|| / ||Q(x) - x||: how much of the quantization error the scaling
 // moves. The structural probe uses powers of two g = 2^k, k in {-2,-1,1,2} (binary16/32 scale rounding is then
-// exact, FORMULAS 5.2), so an equivariant quantizer gives exactly 0 and a non-equivariant one order one. The fp16
-// residual is measured separately, at the model's own weight magnitudes, with g log-uniform in [1/2, 2]: a stored
+// exact, docs/formulas.md §5.2), so an equivariant quantizer gives exactly 0 and a non-equivariant one order one. The
+// fp16 residual is measured separately, at the model's own weight magnitudes, with g log-uniform in [1/2, 2]: a stored
 // scale that moves by up to 2^-11 flips the codes of values within that distance of a rounding boundary (a few
 // percent of the error for 8-bit codes), and scales below 2^-14 are fp16 subnormals with even less relative
 // precision. The structural probe first multiplies each matrix by a power of two that brings max|w| near 2^10

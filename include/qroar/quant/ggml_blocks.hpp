@@ -4,7 +4,7 @@
 // The structs mirror ggml/src/ggml-common.h byte for byte; the quantizers are transcriptions of the `_ref`
 // routines of ggml/src/ggml-quants.c (ggml-org/llama.cpp) and reproduce their output bit for bit: same
 // float operations in the same order, same rounding (roundf, truncating casts, nearest_int), fp16 by
-// round-to-nearest-even. See docs/formats.md and FORMULAS.md section 3.
+// round-to-nearest-even. See docs/formats.md and docs/formulas.md §3.
 //
 // FMA: ggml-quants.c lives in ggml-base, which is compiled without -march flags, so its products are rounded
 // before they are added. Compiled with -mfma (or -march=native) and -ffp-contract=fast (GCC's default),

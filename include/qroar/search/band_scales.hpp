@@ -21,7 +21,7 @@ inline namespace v0 {
 //                 quantization error between them.
 enum class scale_variant { symmetric, query_only, independent };
 // One set of band factors for the whole model, one per layer, or one per layer and KV head (a K factor acts on
-// every query head of its GQA group, so per-head factors are indexed by KV head: FORMULAS 1.5).
+// every query head of its GQA group, so per-head factors are indexed by KV head: docs/formulas.md §1.5).
 enum class scale_granularity { global, per_layer, per_layer_kv_head };
 
 inline const char* to_string(scale_variant v) noexcept {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Band scales applied to a quantized GGUF after quantization: multiply the stored fp16 block scales of the
-// affected W_Q / W_K rows, codes untouched (FORMULAS 5.3, item 2).
+// affected W_Q / W_K rows, codes untouched (docs/formulas.md §5.3, item 2).
 //
-// A ggml block holds consecutive elements of one row (FORMULAS 3), and a K-quant super-block of 256 lies inside
+// A ggml block holds consecutive elements of one row (docs/formulas.md §3), and a K-quant super-block of 256 lies inside
 // one row too, so scaling row r by g is scaling every block of row r:
 //
 //   type                 value                          multiply by g          unchanged
