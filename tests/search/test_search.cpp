@@ -497,7 +497,8 @@ TEST_CASE("short-context guard per document: pooled lets one document rise past 
   }
 }
 
-TEST_CASE("variant auto: query_only alone where symmetric scaling is a no-op, the same search as asking for it") {
+TEST_CASE("variant auto: query_only alone where symmetric scaling is a no-op, the same search as asking for it" *
+          doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   auto o = f.options("rtn:w4:g32:sym", qroar::scale_variant::query_only);
@@ -514,7 +515,8 @@ TEST_CASE("variant auto: query_only alone where symmetric scaling is a no-op, th
   CHECK(automatic.evaluations == asked.evaluations);
 }
 
-TEST_CASE("variant auto: symmetric and independent under a key-cache quantizer, the lower validation NLL kept") {
+TEST_CASE("variant auto: symmetric and independent under a key-cache quantizer, the lower validation NLL kept" *
+          doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   auto o = f.options("kv:k4:token:g8:post-rope", qroar::scale_variant::symmetric);
@@ -599,7 +601,8 @@ TEST_CASE("cut_search_windows: the last third of each long enough dev document h
   CHECK_FALSE(qroar::search_options{}.variant.has_value());
 }
 
-TEST_CASE("full-precision control: the same scales on the full-precision model, beside the quantized change") {
+TEST_CASE("full-precision control: the same scales on the full-precision model, beside the quantized change" *
+          doctest::test_suite("slow")) {
   fixture f;
   if (!f.ok) return;
   // symmetric scales under a key-cache quantizer: the full-precision function is unchanged (each pair's logit is
