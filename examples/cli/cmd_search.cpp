@@ -19,6 +19,7 @@ struct search_command_options {
   std::vector<std::string> dev, validation;
   int dev_windows = 2, validation_windows = 4;
   std::string validation_rule = "each_window";
+  double validation_noise_z = 0.0;
   std::string variant = "auto", granularity = "global", order = "pressure", objective = "dev_nll", grid_strategy = "exhaustive", output,
               report;
   double grid_min = 0.5, grid_max = 2.0, guard = 0.005, min_improvement = 1e-4, holdout = 1.0 / 3.0;
@@ -65,6 +66,7 @@ nlohmann::ordered_json result_json(const qroar::search_result& r, const qroar::l
   j["baseline_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.baseline_objective);
   j["final_objective"] = r.skipped ? nlohmann::ordered_json(nullptr) : num(r.final_objective);
   j["validation_rule"] = windows.validation.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.validation_rule);
+  j["validation_noise_z"] = windows.validation.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(o.validation_noise_z);
   j["baseline_validation_nll"] = num(r.baseline_validation);
   j["final_validation_nll"] = num(r.final_validation);
   j["baseline_short_nll"] = num(r.baseline_short);
@@ -125,7 +127,8 @@ int run_search(const search_command_options& o) {
   if (o.order != "natural" && o.order != "pressure") throw qroar_cli::usage_error("--order must be pressure or natural");
   if (o.objective == "dev_nll") so.objective = qroar::search_objective::dev_nll;
   else if (o.objective == "layer_local") so.objective = qroar::search_objective::layer_local;
-  else throw qroar_cli::usage_error("--objective must be dev_nll or layer_local");
+  else if (o.objective == "kl_fp") so.objective = qroar::search_objective::kl_fp;
+  else throw qroar_cli::usage_error("--objective must be dev_nll, kl_fp or layer_local");
   so.strategy = o.grid_strategy == "coarse_to_fine" ? qroar::grid_strategy::coarse_to_fine : qroar::grid_strategy::exhaustive;
   so.refine = o.refine;
   so.short_guard = o.no_guard ? -1.0 : o.guard;
@@ -163,6 +166,9 @@ int run_search(const search_command_options& o) {
   if (!o.validation.empty() && windows.validation.empty())
     throw qroar_cli::usage_error("the validation files hold fewer tokens than one window");
   so.validation = o.validation_rule == "pooled" ? qroar::validation_rule::pooled : qroar::validation_rule::each_window;
+  so.validation_noise_z = o.validation_noise_z;
+  if (o.validation_noise_z > 0.0 && o.validation_rule == "pooled")
+    throw qroar_cli::usage_error("--validation-noise-z applies to --validation-rule each_window, not pooled");
   qroar::use_search_windows(so, windows, l0, o.guard_chunks);
   if (!windows.note.empty() && !o.model.quiet) fmt::print(stderr, "{}\n", windows.note);
   const auto spec_hooks_probe = qroar::is_row_scale_equivariant(so.quant, so.bands, model.config.rope_geometry());
@@ -309,6 +315,11 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
   app.add_option("--validation-rule", o->validation_rule,
                  "each_window (default): a step must not raise any validation window's NLL; pooled: only their mean")
       ->check(CLI::IsMember({"each_window", "pooled"}));
+  app.add_option("--validation-noise-z", o->validation_noise_z,
+                 "each_window: a window's NLL may rise by this many block standard errors of its per-token change "
+                 "(0: not at all; the pooled mean never may)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--variant", o->variant,
                  "auto (default: the variants that can act under --quant, the best on validation kept), symmetric "
                  "(W_Q*g, W_K/g), query_only or independent")
@@ -320,7 +331,7 @@ const qroar_cli::registrar register_search{{"search", [](CLI::App& app, std::fun
   app.add_option("--grid-points", o->grid_points, "log-spaced grid points (1 is always included)")->check(CLI::Range(1, 1000));
   app.add_option("--order", o->order, "band order: pressure (descending Interpolation Pressure) or natural");
   app.add_option("--passes", o->passes, "coordinate-descent passes")->check(CLI::Range(1, 100));
-  app.add_option("--objective", o->objective, "dev_nll (end to end) or layer_local (attention-output error)");
+  app.add_option("--objective", o->objective, "dev_nll (end-to-end NLL; also retunes the interpolation), kl_fp (end-to-end KL divergence from the full-precision model: quantization only) or layer_local (attention-output error against the full-precision model)");
   app.add_option("--grid-strategy", o->grid_strategy,
                  "exhaustive (every grid point per band) or coarse_to_fine (every second point, then the best's "
                  "neighbours)")

@@ -46,7 +46,16 @@ inline namespace v0 {
 //   resolves factors to a ratio of 2^(1/8) (9%) for 4 more evaluations per band instead of 24 more grid points.
 // Deterministic: fixed orders, ties keep the current factor; the forward pass is thread-count independent.
 // The dev objective can only decrease: a step is taken only when it lowers it.
-enum class search_objective { dev_nll, layer_local };
+// Objectives (docs/method.md, "Objectives"):
+//   dev_nll     mean next-token NLL of the quantized + scaled model on the dev windows: end to end; it also retunes
+//               the interpolation (a per-band attention temperature), so part of its gain is not quantization's;
+//   kl_fp       mean KL(p_fp || p_q) of the quantized + scaled model's next-token distribution from the
+//               full-precision model's under the same interpolation, over the dev windows' positions: the target
+//               of quantization calibration (llama.cpp's perplexity --kl-divergence measures the same), end to end;
+//               its minimum is the full-precision model, so it repairs quantization only;
+//   layer_local the cheap layer-local form of kl_fp: the relative attention-output error against the
+//               full-precision model, per layer.
+enum class search_objective { dev_nll, layer_local, kl_fp };
 enum class band_order { pressure, natural };
 // How a band's grid is walked: every point, or coarse-to-fine (every second point counted from the current
 // factor, then the two neighbours of the best: 6 of the 8 other points of a 9-point grid, 4 of 6 for 7 points).
@@ -54,7 +63,9 @@ enum class band_order { pressure, natural };
 enum class grid_strategy { exhaustive, coarse_to_fine };
 enum class validation_rule { each_window, pooled };
 
-inline const char* to_string(search_objective o) noexcept { return o == search_objective::dev_nll ? "dev_nll" : "layer_local"; }
+inline const char* to_string(search_objective o) noexcept {
+  return o == search_objective::dev_nll ? "dev_nll" : o == search_objective::kl_fp ? "kl_fp" : "layer_local";
+}
 inline const char* to_string(band_order o) noexcept { return o == band_order::pressure ? "pressure" : "natural"; }
 inline const char* to_string(grid_strategy g) noexcept {
   return g == grid_strategy::exhaustive ? "exhaustive" : "coarse_to_fine";
@@ -86,6 +97,10 @@ struct search_options {
   std::vector<std::vector<int>> calibration_windows;  // GPTQ calibration (default: dev windows cut to L0)
   std::vector<std::vector<int>> validation_windows;   // long-context acceptance set (optional, recommended)
   validation_rule validation = validation_rule::each_window;  // no window's NLL may rise, or only their pooled mean
+  // each_window: how far one window's mean NLL may rise, in block standard errors of its per-token NLL change
+  // (validation_margin): 0 (the default) allows no rise at all; 2 allows rises within the window's own noise.
+  // The pooled mean may never rise.
+  double validation_noise_z = 0.0;
   std::vector<std::vector<int>> short_windows;        // trained-context guard set (optional)
   std::vector<int> short_window_document;             // document of each short window (empty: one each)
   double short_guard = 0.005;       // max relative perplexity increase on short_windows; < 0 disables the guard
@@ -211,6 +226,35 @@ inline void short_context_windows(search_options& o, const std::vector<std::vect
   }
 }
 
+// Blocks of the batch-means standard error below: 16 contiguous blocks (fewer for windows under 16 tokens).
+inline constexpr int validation_noise_blocks = 16;
+
+// The noise margin of one validation window's NLL change: z times the batch-means (block) standard error of the
+// mean of the paired per-token differences d_t = candidate_t - current_t. The tokens are cut into B contiguous
+// blocks of (nearly) equal length, block means m_b, and
+//   SE = sqrt( sum_b (m_b - mean(m))^2 / (B (B - 1)) )
+// (the batch-means estimator of the standard error of a mean of autocorrelated samples: neighbouring tokens'
+// changes are correlated, so the iid formula sd / sqrt(n) would understate it; Flegal & Jones 2010, "Batch means
+// and spectral variance estimators in MCMC"). Zero for z = 0 or fewer than 2 blocks.
+inline double validation_margin(const std::vector<double>& candidate, const std::vector<double>& current, double z) {
+  QROAR_ASSERT(candidate.size() == current.size(), "per-token NLLs of one window");
+  const auto n = static_cast<long long>(candidate.size());
+  const long long blocks = std::min<long long>(validation_noise_blocks, n);
+  if (!(z > 0.0) || blocks < 2) return 0.0;
+  std::vector<double> means(static_cast<std::size_t>(blocks), 0.0);
+  for (long long b = 0; b < blocks; ++b) {
+    const long long first = b * n / blocks, last = (b + 1) * n / blocks;
+    double sum = 0.0;
+    for (long long t = first; t < last; ++t)
+      sum += candidate[static_cast<std::size_t>(t)] - current[static_cast<std::size_t>(t)];
+    means[static_cast<std::size_t>(b)] = sum / static_cast<double>(last - first);
+  }
+  const double mean = std::accumulate(means.begin(), means.end(), 0.0) / static_cast<double>(blocks);
+  double ss = 0.0;
+  for (double m : means) ss += (m - mean) * (m - mean);
+  return z * std::sqrt(ss / static_cast<double>(blocks * (blocks - 1)));
+}
+
 // NLL of tokens[t] given the prefix, t = 1..n-1, from final hidden states (n, dim) (after the output norm): the
 // computation of window_nll (detail::nll_from_hidden in model/forward.hpp).
 inline std::vector<double> nll_from_hidden(const llama_model& model, const tensor& hidden, const std::vector<int>& tokens,
@@ -219,6 +263,48 @@ inline std::vector<double> nll_from_hidden(const llama_model& model, const tenso
 }
 
 namespace detail {
+
+// KL(p_ref || p) of the next-token distributions at rows 0..n-2 of two final hidden states (n, dim) (after the
+// output norm; row t predicts token t+1, the rows nll_from_hidden scores), with logits z_ref = h_ref C_ref^T and
+// z = h C^T from each model's own classifier:
+//   KL_t = sum_v p_ref(v) (log p_ref(v) - log p(v)) = sum_v p_ref(v) (z_ref(v) - z(v)) - lse(z_ref) + lse(z)
+// (p = softmax(z), lse = log-sum-exp; sums in double). Returns n-1 values, each >= 0 up to rounding.
+inline std::vector<double> kl_from_hidden(const llama_model& ref_model, const tensor& ref_hidden, const llama_model& model,
+                                          const tensor& hidden, int threads) {
+  const auto n = hidden.rows();
+  QROAR_ASSERT(ref_hidden.rows() == n && ref_hidden.cols() == hidden.cols(), "one reference row per hidden row");
+  if (n < 2) return {};
+  std::vector<double> kl(static_cast<std::size_t>(n - 1));
+  const tensor& ref_cls = ref_model.classifier();
+  const tensor& cls = model.classifier();
+  QROAR_ASSERT(ref_cls.rows() == cls.rows() && ref_cls.cols() == cls.cols(), "the two classifiers differ in shape");
+  using arch = xsimd::default_arch;
+  const Eigen::Index vocab = cls.rows(), dim = cls.cols();
+  const Eigen::Index panels = (vocab + kernels::gemm_panel_width<arch>() - 1) / kernels::gemm_panel_width<arch>();
+  // slots 1 and 2 of this thread's scratch (slot 2 is the FFN's, free between layers)
+  const float* ref_packed = pack_transposed(ref_cls, threads, 1);
+  const float* packed = pack_transposed(cls, threads, 2);
+  const Eigen::Index chunk = gemm_row_chunk;
+  const int tasks = static_cast<int>((n - 1 + chunk - 1) / chunk);
+  parallel_for(tasks, threads, [&](int task) {
+    const Eigen::Index r0 = task * chunk, m = std::min(chunk, n - 1 - r0);
+    float* ref_logits = scratch(0, static_cast<std::size_t>(2 * m * vocab));  // (m, vocab) twice
+    float* logits = ref_logits + m * vocab;
+    kernels::gemm_nt{}(arch{}, ref_hidden.data() + r0 * dim, dim, m, ref_packed, vocab, dim, 0, panels, ref_logits, vocab);
+    kernels::gemm_nt{}(arch{}, hidden.data() + r0 * dim, dim, m, packed, vocab, dim, 0, panels, logits, vocab);
+    for (Eigen::Index i = 0; i < m; ++i) {
+      const float* zr = ref_logits + i * vocab;
+      const float* z = logits + i * vocab;
+      const double lse_ref = kernels::logsumexp{}(arch{}, zr, static_cast<std::size_t>(vocab));
+      const double lse = kernels::logsumexp{}(arch{}, z, static_cast<std::size_t>(vocab));
+      double cross = 0.0;  // sum_v p_ref(v) (z_ref(v) - z(v))
+      for (Eigen::Index v = 0; v < vocab; ++v)
+        cross += std::exp(static_cast<double>(zr[v]) - lse_ref) * (static_cast<double>(zr[v]) - static_cast<double>(z[v]));
+      kl[static_cast<std::size_t>(r0 + i)] = cross - lse_ref + lse;
+    }
+  });
+  return kl;
+}
 
 // The search's working state: full-precision weights, the quantized model with the current band scales, and the
 // cached residual input of every layer for every dev window (valid up to the layer being searched).
@@ -257,6 +343,7 @@ class search_state {
     dev_set_.windows = &dev;
     validation_set_.windows = &o.validation_windows;
     short_set_.windows = &o.short_windows;
+    if (o.objective == search_objective::kl_fp) fp_hidden_dev_ = full_precision_hidden(dev);
   }
 
   band_scales& scales() noexcept { return scales_; }
@@ -366,6 +453,7 @@ class search_state {
     QROAR_ASSERT(first_layer == dev_set_.layer, "dev inputs cached for another layer");
     ++evaluations_;
     if (o_.objective == search_objective::dev_nll) return mean_nll_from(dev_set_);
+    if (o_.objective == search_objective::kl_fp) return mean_kl_from(dev_set_, fp_hidden_dev_);
     // layer-local: relative attention-output error against the full-precision interpolated model, averaged over
     // the layers in scope (the searched layer for per-layer units; every layer for global units)
     //   e_l = mean over windows of ||att_l - att_l^FP||^2 / ||att_l^FP||^2
@@ -411,8 +499,9 @@ class search_state {
 
   // Mean NLL of the validation or short-context guard windows with the current scales, from their cached inputs
   // of `first_layer` (the layer being searched: layers before it have their final scales for this pass).
-  double validation_nll(int first_layer, std::vector<double>* per_window = nullptr) {
-    return advance(validation_set_, first_layer), mean_nll_from(validation_set_, per_window);
+  double validation_nll(int first_layer, std::vector<double>* per_window = nullptr,
+                        std::vector<std::vector<double>>* per_token = nullptr) {
+    return advance(validation_set_, first_layer), mean_nll_from(validation_set_, per_window, per_token);
   }
   double short_nll(int first_layer, std::vector<double>* per_window = nullptr) {
     return advance(short_set_, first_layer), mean_nll_from(short_set_, per_window);
@@ -508,22 +597,60 @@ class search_state {
     ++s.version;
   }
 
+  // The full-precision model's final hidden states (after the output norm) of `windows` under the search's
+  // interpolation, without quantization hooks: kl_fp's reference distributions, formed per evaluation through the
+  // full-precision classifier (n x dim floats per window rather than n x vocab).
+  std::vector<tensor> full_precision_hidden(const std::vector<std::vector<int>>& windows) const {
+    std::vector<tensor> out(windows.size());
+    for (std::size_t w = 0; w < windows.size(); ++w) {
+      tensor x = embed_tokens(fp_, windows[w]);
+      detail::run_layers(fp_, x, 0, nullptr, 0, table_, o_.threads, nullptr);
+      detail::rmsnorm_rows(x, fp_.final_norm, fp_.config.norm_eps, out[w]);
+    }
+    return out;
+  }
+
+  // The quantized model's final hidden state (after the output norm) of window w of `s`, from its cached input.
+  tensor final_hidden_from(const window_inputs& s, std::size_t w) {
+    tensor x = s.x[w];
+    detail::run_layers(work_, x, s.layer, nullptr, 0, table_, o_.threads, &hooks_);
+    tensor hidden;
+    detail::rmsnorm_rows(x, work_.final_norm, work_.config.norm_eps, hidden);
+    return hidden;
+  }
+
+  // Mean KL(p_fp || p_q) over the scored positions of the windows of `s` (token-weighted, as mean_nll_from), from
+  // their cached inputs and the full-precision hidden states `reference` of the same windows.
+  double mean_kl_from(const window_inputs& s, const std::vector<tensor>& reference) {
+    const auto& windows = *s.windows;
+    QROAR_ASSERT(reference.size() == windows.size(), "one full-precision reference per window");
+    double sum = 0.0;
+    long long count = 0;
+    for (std::size_t w = 0; w < windows.size(); ++w) {
+      const tensor hidden = final_hidden_from(s, w);
+      for (double v : kl_from_hidden(fp_, reference[w], work_, hidden, o_.threads)) sum += v;
+      count += static_cast<long long>(windows[w].size()) - 1;
+    }
+    return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+  }
+
   // Mean NLL of the windows of `s` from their cached inputs: the remaining layers, the final norm, the classifier.
-  // per_window, when given, receives each window's own mean.
-  double mean_nll_from(const window_inputs& s, std::vector<double>* per_window = nullptr) {
+  // per_window, when given, receives each window's own mean; per_token each window's per-token NLLs.
+  double mean_nll_from(const window_inputs& s, std::vector<double>* per_window = nullptr,
+                       std::vector<std::vector<double>>* per_token = nullptr) {
     const auto& windows = *s.windows;
     double sum = 0.0;
     long long count = 0;
     if (per_window) per_window->clear();
+    if (per_token) per_token->assign(windows.size(), {});
     for (std::size_t w = 0; w < windows.size(); ++w) {
-      tensor x = s.x[w];
-      detail::run_layers(work_, x, s.layer, nullptr, 0, table_, o_.threads, &hooks_);
-      tensor hidden;
-      detail::rmsnorm_rows(x, work_.final_norm, work_.config.norm_eps, hidden);
+      const tensor hidden = final_hidden_from(s, w);
       // summed per window, then over windows, in the order of evaluate_perplexity: the dev objective equals the
       // mean_nll that `qroar eval` reports for the same windows, bit for bit
       double window_sum = 0.0;
-      for (double v : detail::nll_from_hidden(work_, hidden, windows[w], o_.threads)) window_sum += v;
+      auto nll = detail::nll_from_hidden(work_, hidden, windows[w], o_.threads);
+      for (double v : nll) window_sum += v;
+      if (per_token) (*per_token)[w] = std::move(nll);
       sum += window_sum;
       if (per_window)
         per_window->push_back(windows[w].size() > 1 ? window_sum / static_cast<double>(windows[w].size() - 1)
@@ -555,6 +682,7 @@ class search_state {
   changed_weights changed_q_, changed_k_;
   int attention_inputs_layer_ = -1, attention_inputs_version_ = -1;
   std::vector<std::vector<tensor>> reference_att_;
+  std::vector<tensor> fp_hidden_dev_;  // kl_fp: full_precision_hidden of the dev windows
   int evaluations_ = 0;
 };
 
@@ -785,7 +913,13 @@ inline search_result search_one_variant(const llama_model& model, const std::vec
   r.baseline_objective = layer_local ? layer_local_baseline : st.dev_objective(0, true);
   double current = r.baseline_objective;
   std::vector<double> current_window_nll, candidate_window_nll;  // per validation window
-  if (check_validation) r.baseline_validation = r.final_validation = st.validation_nll(0, &current_window_nll);
+  std::vector<std::vector<double>> current_token_nll, candidate_token_nll;  // per validation window and token
+  const bool noise_margin = o.validation == validation_rule::each_window && o.validation_noise_z > 0.0;
+  if (o.validation_noise_z < 0.0 || !std::isfinite(o.validation_noise_z))
+    throw invalid_argument("validation_noise_z must be finite and >= 0");
+  if (check_validation)
+    r.baseline_validation = r.final_validation =
+        st.validation_nll(0, &current_window_nll, noise_margin ? &current_token_nll : nullptr);
   // Short-context NLL per document: the token-weighted mean of its short windows' per-window means.
   std::vector<double> short_window_nll;
   auto short_by_document = [&](const std::vector<double>& per_window) {
@@ -891,11 +1025,14 @@ inline search_result search_one_variant(const llama_model& model, const std::vec
             std::string note;
             double val = current_validation, shrt = r.final_short;
             if (check_validation) {
-              val = st.validation_nll(first_layer, &candidate_window_nll);
+              val = st.validation_nll(first_layer, &candidate_window_nll, noise_margin ? &candidate_token_nll : nullptr);
               if (val > current_validation) note = "rejected: validation NLL rose";
-              for (std::size_t w = 0; note.empty() && o.validation == validation_rule::each_window && w < candidate_window_nll.size(); ++w)
-                if (candidate_window_nll[w] > current_window_nll[w])
-                  note = "rejected: validation NLL rose on window " + std::to_string(w);
+              for (std::size_t w = 0; note.empty() && o.validation == validation_rule::each_window && w < candidate_window_nll.size(); ++w) {
+                const double margin =
+                    noise_margin ? validation_margin(candidate_token_nll[w], current_token_nll[w], o.validation_noise_z) : 0.0;
+                if (candidate_window_nll[w] - current_window_nll[w] > margin)
+                  note = "rejected: validation NLL rose on window " + std::to_string(w) + (noise_margin ? " beyond its noise" : "");
+              }
             }
             if (note.empty() && check_short) {
               // perplexity ratio exp(NLL - NLL_baseline) - 1 against the quantized model without scales, pooled and
@@ -918,6 +1055,7 @@ inline search_result search_one_variant(const llama_model& model, const std::vec
               current = obj;
               current_validation = val;
               current_window_nll = candidate_window_nll;
+              current_token_nll = candidate_token_nll;
               r.final_validation = val;
               r.final_short = shrt;
               moved = true;
