@@ -4,7 +4,7 @@
 # documents neither the models nor the search saw, at the extended and at the trained context; summary per document.
 #   bash bench/objectives.sh build/qroar ../shared OUTDIR
 # Settings: stories260K YaRN x4 at 2048 (RTN W4 g32; K4V4 per token) and gutenberg-3m YaRN x4 at 1024 (K4V4 per
-# token). Only bash and python3 are needed; ~15 min on 2 cores.
+# token). Only bash and python3 are needed; about 25 minutes on 2 busy cores.
 set -euo pipefail
 Q=$(realpath "$1"); S=$(realpath "$2"); OUT=$3
 mkdir -p "$OUT"; cd "$OUT"
