@@ -113,7 +113,7 @@ inline heatmap scales_heatmap(const qroar::band_scales& s, bool key) {
   h.title = key ? "Which bands did Q-ROAR rescale? W_K row factor per band" : "Which bands did Q-ROAR rescale? W_Q row factor per band";
   h.x_label = "RoPE band (pairs, high frequency first)";
   h.y_label = "unit";
-  h.value_label = key ? "W_K row factor (1 = unchanged)" : "W_Q row factor (1 = unchanged)";
+  h.value_label = key ? "W_K factor (1: unchanged)" : "W_Q factor (1: unchanged)";
   h.columns = band_labels(s.bands);
   for (int u = 0; u < s.units(); ++u)
     h.rows.push_back(s.granularity == qroar::scale_granularity::global ? std::string("all layers") : fmt::format("unit {}", u));

@@ -312,7 +312,7 @@ inline std::string to_svg(const heatmap& h) {
   const double cell_h = std::max(22.0, std::min(60.0, 320.0 / n_rows));
   const double left = 90, top = 50, bottom = 60;
   const double pw = cell_w * static_cast<double>(h.columns.size()), ph = cell_h * static_cast<double>(h.rows.size());
-  const double W = std::max(left + pw + 170, 640.0), H = top + std::max(ph, 120.0) + bottom;
+  const double W = std::max(left + pw + 170, 640.0), H = top + std::max(ph, 200.0) + bottom;
   const colour_range range = h.range ? *h.range : colour_range_of({&h.values});
   std::string o = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -342,7 +342,7 @@ inline std::string to_svg(const heatmap& h) {
   o += fmt::format("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">{1}</text>\n",
                    top + ph / 2, escape(h.y_label));
   // colour bar: 50 steps of the ramp; ticks at the positions of their values (decades on a log scale)
-  const double sx = left + pw + 30, sh = std::max(ph, 120.0);
+  const double sx = left + pw + 30, sh = std::max(ph, 200.0);
   o += fmt::format("<g class=\"colour-bar\" data-lo=\"{}\" data-hi=\"{}\" data-scale=\"{}\">\n", range.lo, range.hi,
                    range.log ? "log" : "linear");
   for (int k = 0; k < 50; ++k)

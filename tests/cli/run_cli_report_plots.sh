@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The --report plots of real runs (stories260K, YaRN x4, ctx 2048 = 4 L0): the structure each SVG must have.
 #   search_trace.svg: one marker per candidate in report.json's steps, no line through them, every kind of
-#     rejection in report.json named in the legend, the baseline as a horizontal line;
+#     rejection in report.json named in the legend, the baseline as a horizontal line; the scales maps on one range;
 #   diagnose: each full-precision / quantized pair on one colour range; a log colour bar labelled in decades;
 #   eval: the L0 marker at the x coordinate of L0 (the plot frame's left + L0 / ctx * width).
 # Usage: run_cli_report_plots.sh QROAR MODEL WINDOWS_DIR WORK_DIR
@@ -30,9 +30,12 @@ while IFS= read -r kind; do
   [ "$n" -gt 0 ] || fail "search_trace: no marker with the reason '$kind'"
 done <<<"$rejected"
 
+bar() { grep -o '<g class="colour-bar"[^>]*>' "$1"; }
+a=$(bar search/scales_query.svg) b=$(bar search/scales_key.svg)
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "scales: colour ranges differ: '$a' vs '$b'"
+
 # diagnose: paired heatmaps on one colour range
 "$Q" diagnose "${common[@]}" --tokens "$W/s260_eval_12288.txt" --max-windows 1 --report diag >/dev/null || fail "diagnose exited with $?"
-bar() { grep -o '<g class="colour-bar"[^>]*>' "$1"; }
 for m in interpolation_pressure tail_inflation_ratio; do
   a=$(bar "diag/${m}_fp.svg") b=$(bar "diag/${m}_quantized.svg")
   [ -n "$a" ] && [ "$a" = "$b" ] || fail "$m: colour ranges differ: '$a' vs '$b'"
