@@ -281,19 +281,24 @@ int run_demo(demo_options& o) {
     std::vector<std::pair<std::string, qroar::perplexity_result>> pp;
     for (const auto& r : rows) pp.emplace_back(r.name, r.at_ctx);
     qroar_cli::write_plot(o.report, "perplexity_vs_position",
-                          qroar_cli::perplexity_plot(pp, fmt::format("Perplexity against position, ctx {} ({}, {})", ctx,
-                                                                     rope_text, spec.text)));
+                          qroar_cli::perplexity_plot(pp,
+                                                     fmt::format("Where does perplexity rise past L0, and does Q-ROAR lower it? "
+                                                                 "ctx {} ({}, {})", ctx, rope_text, spec.text),
+                                                     ctx, l0));
     qroar_cli::write_plot(o.report, "interpolation_pressure",
                           qroar_cli::band_heatmap(d_q, d_q.interpolation_pressure, bands,
-                                                  "Interpolation Pressure per band and layer (quantized)", "logit IP"));
+                                                  "Which bands does the interpolation press? Interpolation Pressure (quantized)",
+                                                  "logit Interpolation Pressure"));
     qroar_cli::write_plot(o.report, "tail_inflation_ratio",
                           qroar_cli::band_heatmap(d_q, d_q.tir_logit_quantile, bands,
-                                                  "Tail Inflation Ratio (band logit p99.9, quantized)", "TIR"));
+                                                  "Where do band logit tails grow? Tail Inflation Ratio, p99.9 (quantized)",
+                                                  "Tail Inflation Ratio (long / short)"));
     qroar_cli::write_plot(o.report, "logit_error_vs_distance",
                           qroar_cli::logit_error_plot({{"quantized", err_q}, {"quantized + Q-ROAR", err_p}},
-                                                      "Logit error against relative distance (layer mean)"));
+                                                      "Does Q-ROAR lower the logit error at long distances? (layer mean)"));
     qroar_cli::write_plot(o.report, "scales_query", qroar_cli::scales_heatmap(sr.scales, false));
     qroar_cli::write_plot(o.report, "scales_key", qroar_cli::scales_heatmap(sr.scales, true));
+    qroar_cli::write_plot(o.report, "search_trace", qroar_cli::search_trace_plot(sr, "dev_nll"));
     qroar_cli::write_report_json(o.report, j);
   }
 

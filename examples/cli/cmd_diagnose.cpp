@@ -84,16 +84,19 @@ int run_diagnose(const diagnose_options& o) {
     loss_ip = qroar::loss_interpolation_pressure(quantized, windows, scaling, bands, &hooks, o.epsilon, o.model.threads);
   if (!o.report.empty()) {  // --report DIR: heatmaps, logit error against distance, JSON
     const std::string q = spec.text.empty() ? "none" : spec.text;
+    // each pair (full precision, quantized) on one colour range, so that equal colours are equal values
+    const auto ip_range = qroar_cli::colour_range_of({&d_fp.interpolation_pressure, &d_q.interpolation_pressure});
+    const auto tir_range = qroar_cli::colour_range_of({&d_fp.tir_logit_quantile, &d_q.tir_logit_quantile});
     qroar_cli::write_plot(o.report, "interpolation_pressure_fp", qroar_cli::band_heatmap(d_fp, d_fp.interpolation_pressure, bands,
-        "Interpolation Pressure per band and layer (full precision)", "logit IP"));
+        "Which bands does the interpolation press? Interpolation Pressure (full precision)", "logit Interpolation Pressure", ip_range));
     qroar_cli::write_plot(o.report, "interpolation_pressure_quantized", qroar_cli::band_heatmap(d_q, d_q.interpolation_pressure, bands,
-        "Interpolation Pressure per band and layer (" + q + ")", "logit IP"));
+        "Which bands does the interpolation press? Interpolation Pressure (" + q + ")", "logit Interpolation Pressure", ip_range));
     qroar_cli::write_plot(o.report, "tail_inflation_ratio_fp", qroar_cli::band_heatmap(d_fp, d_fp.tir_logit_quantile, bands,
-        "Tail Inflation Ratio, band logit p99.9 (full precision)", "TIR"));
+        "Where do band logit tails grow? Tail Inflation Ratio, p99.9 (full precision)", "Tail Inflation Ratio (long / short)", tir_range));
     qroar_cli::write_plot(o.report, "tail_inflation_ratio_quantized", qroar_cli::band_heatmap(d_q, d_q.tir_logit_quantile, bands,
-        "Tail Inflation Ratio, band logit p99.9 (" + q + ")", "TIR"));
+        "Where do band logit tails grow? Tail Inflation Ratio, p99.9 (" + q + ")", "Tail Inflation Ratio (long / short)", tir_range));
     qroar_cli::write_plot(o.report, "logit_error_vs_distance", qroar_cli::logit_error_plot({{"", err}},
-        "Logit error against relative distance (" + q + ")", /*per_layer=*/true));
+        "How does the quantized logit error grow with distance? (" + q + ")", /*per_layer=*/true));
     qroar_cli::write_report_json(o.report, {{"ctx", ctx}, {"original_ctx", l0}, {"quant", q},
                                             {"full_precision", diagnostics_json(d_fp)}, {"quantized", diagnostics_json(d_q)},
                                             {"attention_output_error", err.attention_error}});

@@ -52,8 +52,10 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
     const std::string name = (spec.text.empty() ? std::string("full precision") : spec.text) +
                              (o.scales_path.empty() ? "" : " + Q-ROAR scales");
     qroar_cli::write_plot(report_dir, "perplexity_vs_position",
-                          qroar_cli::perplexity_plot({{name, r}}, fmt::format("Perplexity against position, ctx {} ({} x{})",
-                                                     o.ctx, qroar::to_string(popt.scaling.type), popt.scaling.factor)));
+                          qroar_cli::perplexity_plot({{name, r}},
+                                                     fmt::format("Does perplexity rise past the trained context? ctx {} ({} x{})", o.ctx,
+                                                                 qroar::to_string(popt.scaling.type), popt.scaling.factor),
+                                                     o.ctx, model.config.original_ctx));
     auto j = qroar_cli::perplexity_json(r);
     j["ctx"] = o.ctx;
     j["quant"] = spec.text.empty() ? "none" : spec.text;

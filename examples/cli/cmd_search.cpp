@@ -221,18 +221,7 @@ int run_search(const search_command_options& o) {
   if (!o.report.empty() && !r.skipped) {  // --report DIR: the chosen scales and the search result
     qroar_cli::write_plot(o.report, "scales_query", qroar_cli::scales_heatmap(r.scales, false));
     qroar_cli::write_plot(o.report, "scales_key", qroar_cli::scales_heatmap(r.scales, true));
-    qroar_cli::line_plot trace;
-    trace.title = "Q-ROAR search: dev objective of every evaluated step";
-    trace.x_label = "step";
-    trace.y_label = "dev objective (" + o.objective + ")";
-    qroar_cli::plot_series tried{"tried", {}, {}}, accepted{"accepted", {}, {}};
-    for (std::size_t k = 0; k < r.steps.size(); ++k) {
-      tried.x.push_back(static_cast<double>(k));
-      tried.y.push_back(r.steps[k].objective);
-      if (r.steps[k].accepted) accepted.x.push_back(static_cast<double>(k)), accepted.y.push_back(r.steps[k].objective);
-    }
-    trace.series = {tried, accepted};
-    qroar_cli::write_plot(o.report, "search_trace", trace);
+    qroar_cli::write_plot(o.report, "search_trace", qroar_cli::search_trace_plot(r, o.objective));
     qroar_cli::write_report_json(o.report, result_json(r, model, o, so.scaling, windows, secs));
   }
   if (o.model.json) {
