@@ -171,18 +171,21 @@ struct model_options {
 
   // True when `path` is a token-id file: every byte a digit or whitespace (not only the first 64: a text may start
   // with "1984 1985").
-  // Scanned in the mapped file (a text usually ends the scan at its first byte), never copied whole.
+  // Read in 1 MiB blocks (a text usually ends the scan at its first block).
   static bool is_token_id_file(const std::string& path) {
-    const qroar::mapped_file file(path);  // regular files only (a device, FIFO or a link to one: io_error)
+    const qroar::detail::pread_file file(path);  // regular files only (a device, FIFO or a link to one: io_error)
     if (file.size() > qroar::max_text_bytes)
       throw qroar::io_error(path + ": " + std::to_string(file.size()) + " bytes, more than the " +
                             std::to_string(qroar::max_text_bytes) + "-byte limit for a text or token-id file");
-    const char* p = reinterpret_cast<const char*>(file.data());
-    const bool ids = file.size() > 0 && std::all_of(p, p + file.size(), [](char ch) {
-                       return (ch >= '0' && ch <= '9') || ch == ' ' || (ch >= '\t' && ch <= '\r');
-                     });
-    file.check_intact();
-    return ids;
+    if (file.size() == 0) return false;
+    for (std::uint64_t at = 0; at < file.size(); at += std::uint64_t{1} << 20) {  // 1 MiB blocks, never mapped whole
+      const std::string b = file.read(at, std::min(file.size(), at + (std::uint64_t{1} << 20)));
+      if (!std::all_of(b.begin(), b.end(), [](char ch) {
+            return (ch >= '0' && ch <= '9') || ch == ' ' || (ch >= '\t' && ch <= '\r');
+          }))
+        return false;
+    }
+    return true;
   }
 
   // Opens the tokenizer now when one of `files` is text, so that a missing or broken tokenizer is reported before
@@ -303,15 +306,15 @@ struct model_options {
   // overrides --stride (diagnose: non-overlapping windows, one when --max-windows is not given).
   std::vector<int> token_stream(const qroar::llama_model& m, bool prefix_only = false, int window_stride = 0) const {
     if (ctx > 0) check_window_fits(m.config, ctx, "--ctx");  // before any text is read for it
-    if (!tokens_path.empty()) return qroar::read_token_ids(tokens_path, m.config.vocab_size);
-    if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
-    require_text_file(text_path);
-    const auto& tok = tokenizer(m.config.vocab_size);
     std::uint64_t needed = 0;
     const int windows = max_windows > 0 ? max_windows : window_stride > 0 ? 1 : 0;
     const int step = window_stride > 0 ? window_stride : stride > 0 ? stride : ctx;
     if (prefix_only && windows > 0 && ctx > 0)
       needed = static_cast<std::uint64_t>(windows - 1) * static_cast<std::uint64_t>(step) + static_cast<std::uint64_t>(ctx);
+    if (!tokens_path.empty()) return read_ids(tokens_path, m.config.vocab_size, needed);
+    if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
+    require_text_file(text_path);
+    const auto& tok = tokenizer(m.config.vocab_size);
     auto ids = qroar::encode_text_file(text_path, tok, needed);
     qroar::check_tokenizer_fits(tok, m.config.vocab_size, tokenizer_name(), model_path, &ids);
     return ids;
@@ -338,12 +341,52 @@ struct model_options {
     return qroar::bands_from_spec(spec, inv, m.config.original_ctx);
   }
 
+  // The ids of a token-id file, only its first `needed` ones when `needed` > 0 (token_id_stream: the rest of the
+  // file is not read), else all of them.
+  static std::vector<int> read_ids(const std::string& path, int vocab_size, std::uint64_t needed) {
+    if (needed == 0) return qroar::read_token_ids(path, vocab_size);
+    qroar::token_id_stream s(path, vocab_size);
+    std::vector<int> ids;
+    while (ids.size() < needed && s(ids)) {
+    }
+    if (ids.size() > needed) ids.resize(static_cast<std::size_t>(needed));
+    return ids;
+  }
+
+  // The --tokens ids or the --text tokens pulled piece by piece (evaluate_perplexity_stream): memory stays at one
+  // piece of the file and its tokens, whatever the file's size (text_token_stream, token_id_stream). Each text
+  // token is checked against the model's embedding rows as check_tokenizer_fits does.
+  qroar::token_pull token_pull(const qroar::llama_model& m) const {
+    if (ctx > 0) check_window_fits(m.config, ctx, "--ctx");  // before any text is read for it
+    const int rows = m.config.vocab_size;
+    if (!tokens_path.empty()) {
+      auto s = std::make_shared<qroar::token_id_stream>(tokens_path, rows);
+      return [s](std::vector<int>& out) { return (*s)(out); };
+    }
+    if (text_path.empty()) throw usage_error("one of --text or --tokens is required");
+    require_text_file(text_path);
+    const auto& tok = tokenizer(rows);
+    auto s = std::make_shared<qroar::text_token_stream>(text_path, tok);
+    auto count = std::make_shared<long long>(0);
+    const std::string sizes = "the tokenizer " + tokenizer_name() + " has " + std::to_string(tok.vocab_size()) +
+                              " tokens, the model " + model_path + " " + std::to_string(rows) + " embedding rows";
+    return [s, count, rows, sizes](std::vector<int>& out) {
+      const std::size_t before = out.size();
+      const bool more = (*s)(out);
+      for (std::size_t i = before; i < out.size(); ++i, ++*count)
+        if (out[i] < 0 || out[i] >= rows)
+          throw qroar::invalid_argument("tokenizer and model do not belong together: token " + std::to_string(*count) +
+                                        " is id " + std::to_string(out[i]) + ", beyond the embedding rows; " + sizes);
+      return more;
+    };
+  }
+
   // A token-id file when every byte is a digit or whitespace (not only the first 64: a text may start with
   // "1984 1985"), else a text. With `needed` > 0 a text is tokenized only as far as its first `needed` tokens
   // (encode_text_file): --dev, --validation and --calib cost what their windows need, not what the file holds.
   std::vector<int> read_stream(const std::string& path, const qroar::llama_model& m, std::uint64_t needed = 0) const {
     const bool ids = is_token_id_file(path);
-    if (ids) return qroar::read_token_ids(path, m.config.vocab_size);
+    if (ids) return read_ids(path, m.config.vocab_size, needed);
     require_text_file(path);  // not text (NUL bytes, mostly control bytes or invalid UTF-8): refused
     const auto& tok = tokenizer(m.config.vocab_size);
     auto stream = qroar::encode_text_file(path, tok, needed);

@@ -28,7 +28,11 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   qroar_cli::declare_inputs(o.input_paths());
   qroar_cli::prepare_report_folder(report_dir);
   auto model = o.load_model();
-  const auto stream = o.token_stream(model, /*prefix_only=*/true);  // --max-windows: only the text those need
+  // --max-windows: only the text those windows need, tokenized at once; else the whole file pulled piece by piece
+  // (memory: one piece, whatever the file's size)
+  const bool streamed = o.max_windows == 0;
+  const auto stream = streamed ? std::vector<int>{} : o.token_stream(model, /*prefix_only=*/true);
+  const qroar::token_pull pull = streamed ? o.token_pull(model) : qroar::token_pull{};
   auto popt = o.perplexity(model);
   const auto spec = o.quant_spec();
   const auto bands = o.band_partition(model);
@@ -36,7 +40,14 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   const auto fallbacks = qroar_cli::report_ggml_fallbacks(model, spec);
   std::optional<qroar::equivariance_probe> probe;
   if (spec.quantizes_weights() || spec.kv.enabled() || spec.activations.enabled()) {
-    const std::vector<int> sample(stream.begin(), stream.begin() + std::min<std::size_t>(stream.size(), 128));
+    std::vector<int> leading;  // the first tokens (a pull of their own when streamed)
+    if (streamed) {
+      auto head = o.token_pull(model);
+      while (leading.size() < 128 && head(leading)) {
+      }
+    }
+    const std::vector<int>& from = streamed ? leading : stream;
+    const std::vector<int> sample(from.begin(), from.begin() + std::min<std::size_t>(from.size(), 128));
     probe = qroar::probe_row_scale_equivariance(model, spec, bands, sample);
   }
   const qroar::forward_hooks hooks = o.quantize(model, spec);
@@ -44,7 +55,7 @@ int run_eval(const qroar_cli::model_options& o, const std::string& report_dir) {
   qroar_cli::progress_bar bar("eval", o.quiet || o.json);
   popt.progress = [&](int done, int total) { bar.update(done, total); };
   const auto t0 = std::chrono::steady_clock::now();
-  const auto r = qroar::evaluate_perplexity(model, stream, popt);
+  const auto r = streamed ? qroar::evaluate_perplexity_stream(model, pull, popt) : qroar::evaluate_perplexity(model, stream, popt);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bar.finish();
   const double tps = secs > 0 ? static_cast<double>(r.windows) * o.ctx / secs : 0.0;

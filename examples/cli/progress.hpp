@@ -15,8 +15,14 @@ class progress_bar {
   ~progress_bar() { finish(); }
 
   void update(long long done, long long total) {
-    if (!enabled_ || total <= 0) return;
+    if (!enabled_) return;
     const double elapsed = seconds();
+    if (total <= 0) {  // the number of steps is not known in advance (a streamed text): the count alone
+      std::fprintf(stderr, "\r%s %lld  %.0fs elapsed   ", label_.c_str(), done, elapsed);
+      std::fflush(stderr);
+      drawn_ = true;
+      return;
+    }
     const double frac = static_cast<double>(done) / static_cast<double>(total);
     const int width = 30;
     const int filled = static_cast<int>(frac * width);

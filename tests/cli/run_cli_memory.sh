@@ -36,6 +36,18 @@ le32() { local h; h=$(printf '%08x' "$1"); printf "\\x${h:6:2}\\x${h:4:2}\\x${h:
 # a 50 MB text without a single newline
 one_line_text() { yes "once upon a time there was a little dog who liked to run in the park," | head -c 50000000 | tr '\n' ' ' > "$1"; }
 
+# a text of about $1 MB in lines of TinyStories (each line a story), repeated
+lined_text() {
+  local t=$S/data/text/tinystories/tinystories_validation_head.txt
+  while cat "$t"; do :; done 2>/dev/null | head -c "$1" > "$2"
+}
+# A llama2.c checkpoint with every weight zero (dim 8, one layer, 512-token vocabulary, trained context 64): each
+# token costs microseconds, so a text of tens of MB is evaluated whole within the test's time; every NLL is ln 512.
+zero_model() {
+  { le32 8; le32 8; le32 1; le32 1; le32 1; le32 512; le32 64; } > "$1"
+  truncate -s $((28 + 4 * 5080)) "$1"
+}
+
 case $CASE in
   gguf_nested_empty_arrays)  # 120 MB, one key: an array of 10 million empty arrays (12 zero bytes each, a hole)
     key=hostile.nested n=10000000
@@ -72,11 +84,24 @@ case $CASE in
     one_line_text big.txt
     run 0 400 eval --model "$M" --tokens "$W/s260_hidden_512.txt" --ctx 256 --max-windows 1 --quant gptq:w4:g32 \
       --calib big.txt --calib-ctx 64 --calib-windows 2 -q ;;
+  eval_whole_text_streamed)  # no --max-windows: a 12 MB text is pulled piece by piece (cut at line ends), never
+    # tokenized whole (that costs ~25 bytes per text byte: ~300 MB)
+    lined_text 12000000 big.txt
+    zero_model zero.bin
+    run 0 100 eval --model zero.bin --tokenizer "$S/data/models/stories260K/tok512.bin" --text big.txt --ctx 64 --json -q
+    grep -qE '"windows":[0-9]{5,}' out.txt || fail "not every window evaluated: $(head -c 300 out.txt)" ;;
+  eval_whole_tokens_streamed)  # no --max-windows: a 100 MB token-id file (one id per 101 bytes) is read in 1 MiB
+    # blocks, never mapped or read whole
+    yes "7$(printf '%100s' '')" | head -c 100000000 > ids.txt
+    zero_model zero.bin
+    run 0 60 eval --model zero.bin --tokens ids.txt --ctx 64 --json -q
+    # 10^8 bytes in 102-byte lines: 980393 ids (the last line cut), 15318 windows of 64, 63 tokens scored in each
+    grep -q '"tokens_scored":965034,' out.txt || fail "not every window evaluated: $(head -c 300 out.txt)" ;;
   ctx_beyond_limit)  # refused before the text is read or anything is allocated for the window
     one_line_text big.txt
     run 2 400 eval --model "$M" --text big.txt --ctx 16777216 -q
     stderr_has "^qroar: \[qroar\.invalid_argument\.100\] --ctx 16777216 exceeds the limit of 1048576 tokens" ;;
   *) fail "unknown case" ;;
 esac
-rm -f big.txt nested.gguf many.gguf folder/model.safetensors  # hundreds of MB each; kept when a case fails
+rm -f big.txt ids.txt nested.gguf many.gguf folder/model.safetensors  # hundreds of MB each; kept when a case fails
 echo "PASS ($CASE)"

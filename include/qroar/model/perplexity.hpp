@@ -87,19 +87,26 @@ inline std::vector<long long> window_starts(long long n, const perplexity_option
   return starts;
 }
 
-inline perplexity_result evaluate_perplexity(const llama_model& model, const std::vector<int>& stream,
-                                             const perplexity_options& o) {
-  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
-  const auto starts = window_starts(static_cast<long long>(stream.size()), o);
-  const int stride = o.stride > 0 ? o.stride : o.ctx;
-  const int bucket = o.bucket > 0 ? o.bucket : std::max(1, o.ctx / 16);
-  const rope_table table = rope_table::for_positions(model.config.rope_geometry(), o.scaling, o.ctx);
+namespace detail {
+// The scoring of evaluate_perplexity, one window at a time: shared by the vector and the streamed overloads, so
+// that both give bit-identical results on the same tokens.
+struct perplexity_accumulator {
+  const llama_model& model;
+  const perplexity_options& o;
+  int stride, bucket;
+  rope_table table;
   perplexity_result r;
-  std::vector<double> bucket_sum(static_cast<std::size_t>((o.ctx + bucket - 1) / bucket), 0.0);
-  std::vector<long long> bucket_count(bucket_sum.size(), 0);
+  std::vector<double> bucket_sum;
+  std::vector<long long> bucket_count;
   double total = 0.0;
-  for (std::size_t w = 0; w < starts.size(); ++w) {
-    const std::vector<int> window(stream.begin() + starts[w], stream.begin() + starts[w] + o.ctx);
+
+  perplexity_accumulator(const llama_model& m, const perplexity_options& opt)
+      : model(m), o(opt), stride(opt.stride > 0 ? opt.stride : opt.ctx),
+        bucket(opt.bucket > 0 ? opt.bucket : std::max(1, opt.ctx / 16)),
+        table(rope_table::for_positions(m.config.rope_geometry(), opt.scaling, opt.ctx)),
+        bucket_sum(static_cast<std::size_t>((opt.ctx + bucket - 1) / bucket), 0.0), bucket_count(bucket_sum.size(), 0) {}
+
+  void add_window(std::size_t w, const std::vector<int>& window) {
     const auto nll = window_nll(model, window, table, o.threads, o.hooks);
     const int first_scored = w == 0 ? 1 : o.ctx - stride;  // position of the first new token
     double wsum = 0.0;
@@ -117,20 +124,83 @@ inline perplexity_result evaluate_perplexity(const llama_model& model, const std
     r.tokens_scored += wcount;
     r.window_mean_nll.push_back(wcount > 0 ? wsum / static_cast<double>(wcount) : 0.0);
     ++r.windows;
+  }
+
+  perplexity_result finish() {
+    r.mean_nll = r.tokens_scored > 0 ? total / static_cast<double>(r.tokens_scored) : 0.0;
+    r.ppl = std::exp(r.mean_nll);
+    for (std::size_t b = 0; b < bucket_sum.size(); ++b) {
+      if (bucket_count[b] == 0) continue;
+      position_bucket pb;
+      pb.start = static_cast<int>(b) * bucket;
+      pb.end = std::min(o.ctx, pb.start + bucket);
+      pb.count = bucket_count[b];
+      pb.mean_nll = bucket_sum[b] / static_cast<double>(bucket_count[b]);
+      r.per_position.push_back(pb);
+    }
+    return r;
+  }
+};
+}  // namespace detail
+
+inline perplexity_result evaluate_perplexity(const llama_model& model, const std::vector<int>& stream,
+                                             const perplexity_options& o) {
+  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
+  const auto starts = window_starts(static_cast<long long>(stream.size()), o);
+  detail::perplexity_accumulator acc(model, o);
+  for (std::size_t w = 0; w < starts.size(); ++w) {
+    const std::vector<int> window(stream.begin() + starts[w], stream.begin() + starts[w] + o.ctx);
+    acc.add_window(w, window);
     if (o.progress) o.progress(static_cast<int>(w + 1), static_cast<int>(starts.size()));
   }
-  r.mean_nll = r.tokens_scored > 0 ? total / static_cast<double>(r.tokens_scored) : 0.0;
-  r.ppl = std::exp(r.mean_nll);
-  for (std::size_t b = 0; b < bucket_sum.size(); ++b) {
-    if (bucket_count[b] == 0) continue;
-    position_bucket pb;
-    pb.start = static_cast<int>(b) * bucket;
-    pb.end = std::min(o.ctx, pb.start + bucket);
-    pb.count = bucket_count[b];
-    pb.mean_nll = bucket_sum[b] / static_cast<double>(bucket_count[b]);
-    r.per_position.push_back(pb);
+  return acc.finish();
+}
+
+// A source of tokens pulled in pieces: appends the next tokens to `out` and returns true, or returns false (and
+// appends nothing) when the stream has ended. text_token_stream and token_id_stream (io/text_tokens.hpp) read
+// files this way.
+using token_pull = std::function<bool(std::vector<int>& out)>;
+
+// evaluate_perplexity over a stream pulled piece by piece: the same windows (window_starts on the whole stream)
+// and the same result, bit for bit, while only the tokens from the current window's start on are kept (one window
+// plus one pulled piece), whatever the length of the stream. The progress callback gets total = max_windows, or
+// 0 when the number of windows is not known in advance.
+inline perplexity_result evaluate_perplexity_stream(const llama_model& model, const token_pull& pull,
+                                                    const perplexity_options& o) {
+  const detail::flush_denormals_scope denormals;  // detail/denormals.hpp
+  const int stride = o.stride > 0 ? o.stride : o.ctx;
+  check_context_length(o.ctx);
+  if (stride > o.ctx) throw invalid_argument("stride must not exceed the context length");
+  detail::perplexity_accumulator acc(model, o);
+  std::vector<int> buf;       // stream tokens [offset, offset + buf.size())
+  long long offset = 0, start = 0, seen = 0;
+  bool ended = false;
+  for (std::size_t w = 0;; ++w) {
+    if (o.max_windows > 0 && static_cast<int>(w) >= o.max_windows) break;
+    while (!ended && offset + static_cast<long long>(buf.size()) < start + o.ctx) {
+      const std::size_t before = buf.size();
+      ended = !pull(buf);
+      seen += static_cast<long long>(buf.size() - before);
+    }
+    if (offset + static_cast<long long>(buf.size()) < start + o.ctx) {
+      if (w == 0)
+        throw invalid_argument("the token stream has " + std::to_string(seen) + " tokens, fewer than one window of " +
+                               std::to_string(o.ctx));
+      break;
+    }
+    const auto from = buf.begin() + (start - offset);
+    acc.add_window(w, std::vector<int>(from, from + o.ctx));
+    if (o.progress) o.progress(static_cast<int>(w + 1), o.max_windows > 0 ? o.max_windows : 0);
+    start += stride;
+    // drop the tokens before the next window's start, once they are at least half the buffer (amortized O(1)
+    // per token); the buffer then holds at most twice (one window + one pulled piece)
+    const long long dead = std::min<long long>(start - offset, static_cast<long long>(buf.size()));
+    if (2 * dead >= static_cast<long long>(buf.size())) {
+      buf.erase(buf.begin(), buf.begin() + dead);
+      offset += dead;
+    }
   }
-  return r;
+  return acc.finish();
 }
 
 }  // namespace v0
