@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <variant>
 
 #include <qroar/io/gguf_model.hpp>
 #include <qroar/io/hf_gguf_vocabulary.hpp>
@@ -125,11 +126,11 @@ inline std::string tokenizer_json_for(const model_options& o, const qroar::llama
   return (dir / "tokenizer.json").string();
 }
 
-// The GGUF gpt2 vocabulary of a byte-level BPE tokenizer.json (qroar::gguf_bpe_vocabulary_from_hf, with the
-// tokenizer_config.json and config.json beside it). Empty, with `why` set, when the file is not one llama.cpp's
-// gpt2 vocabulary can express (a SentencePiece-style BPE, an unknown pre-tokenizer).
-inline std::optional<qroar::gguf_bpe_vocabulary> bpe_vocabulary_for(const std::string& json, const qroar::llama_model& m,
-                                                                    std::string& why) {
+// The GGUF vocabulary of a tokenizer.json (qroar::gguf_vocabulary_from_hf, with the tokenizer_config.json and
+// config.json beside it): gpt2 for a byte-level BPE, llama (SPM) for a SentencePiece-style BPE. Empty, with `why`
+// set, when the file is not one llama.cpp's vocabularies can express (a Unigram model, an unknown pre-tokenizer).
+inline std::optional<std::variant<qroar::gguf_bpe_vocabulary, qroar::spm_vocabulary>> hf_vocabulary_for(
+    const std::string& json, const qroar::llama_model& m, std::string& why) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(json).parent_path();
   auto beside = [&](const char* name) {
@@ -137,8 +138,8 @@ inline std::optional<qroar::gguf_bpe_vocabulary> bpe_vocabulary_for(const std::s
     return fs::exists(p) ? p.string() : std::string();
   };
   try {
-    return qroar::gguf_bpe_vocabulary_from_hf(json, beside("tokenizer_config.json"), beside("config.json"),
-                                              m.config.vocab_size);
+    return qroar::gguf_vocabulary_from_hf(json, beside("tokenizer_config.json"), beside("config.json"),
+                                          m.config.vocab_size);
   } catch (const qroar::unsupported& e) {
     why = e.what();
     return std::nullopt;
@@ -160,8 +161,8 @@ inline std::string type_counts_text(const std::map<std::string, int>& counts) {
 }
 
 // Writes `m` to `out` in `format`. GGUF: `gguf` options, the input file as source when the model came from a GGUF
-// (its metadata and tokenizer are kept), else a byte-level BPE tokenizer.json as a gpt2 vocabulary
-// (tokenizer_json_for, bpe_vocabulary_for) or the SPM vocabulary of vocabulary_for. HF: f32 safetensors, plus the input folder's tokenizer.model (or a --tokenizer .model),
+// (its metadata and tokenizer are kept), else a tokenizer.json as a gpt2 (byte-level BPE) or llama (SentencePiece-
+// style BPE) vocabulary (tokenizer_json_for, hf_vocabulary_for) or the SPM vocabulary of vocabulary_for. HF: f32 safetensors, plus the input folder's tokenizer.model (or a --tokenizer .model),
 // tokenizer.json and tokenizer_config.json copied beside it. Returns a note for the user (may be empty).
 inline std::string write_model(const model_options& o, const qroar::llama_model& m, const std::string& out,
                                output_format format, qroar::gguf_export_options gguf) {
@@ -177,8 +178,14 @@ inline std::string write_model(const model_options& o, const qroar::llama_model&
       std::optional<qroar::gguf_bpe_vocabulary> bpe;
       std::optional<qroar::spm_vocabulary> vocab;
       const std::string json = source && o.tokenizer_path.empty() ? std::string() : tokenizer_json_for(o, m);
-      if (!json.empty()) bpe = bpe_vocabulary_for(json, m, note);
-      else vocab = vocabulary_for(o, m, note);
+      if (!json.empty()) {
+        if (auto hv = hf_vocabulary_for(json, m, note)) {
+          if (auto* b = std::get_if<qroar::gguf_bpe_vocabulary>(&*hv)) bpe = std::move(*b);
+          else vocab = std::move(std::get<qroar::spm_vocabulary>(*hv));
+        }
+      } else {
+        vocab = vocabulary_for(o, m, note);
+      }
       if (vocab) gguf.vocabulary = &*vocab;
       if (bpe) gguf.bpe_vocabulary = &*bpe;
       if (!note.empty()) note = "GGUF written without a tokenizer: " + note;

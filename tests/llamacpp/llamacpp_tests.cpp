@@ -32,6 +32,7 @@
 #include <qroar/qroar.hpp>
 
 #include "llamacpp.hpp"
+#include "llamacpp_testing.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -79,51 +80,11 @@ double activation_bound(const fs::path& file) {
 
 std::string g_lib_dir;
 
-fs::path shared(const std::string& rel) { return fs::path(QROAR_SHARED_DIR) / rel; }
-
-fs::path work_dir(const std::string& name) {
-  const fs::path d = fs::path(QROAR_LLAMACPP_WORK_DIR) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
-struct run_result {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs the qroar command line with `args` (each quoted), capturing stdout and stderr.
-// The qroar executable under test: this build's, or $QROAR_TEST_CLI (to run the same checks against another build,
-// e.g. one from before a fix, to see them fail).
-std::string qroar_cli() {
-  const char* env = std::getenv("QROAR_TEST_CLI");
-  return env && *env ? env : QROAR_CLI;
-}
-
-run_result run_qroar(const std::vector<std::string>& args, const fs::path& dir) {
-  std::string cmd = quote(qroar_cli());
-  for (const auto& a : args) cmd += " " + quote(a);
-  const fs::path err = dir / "stderr.txt";
-  cmd += " 2>" + quote(err.string());
-  run_result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
+using llamacpp_testing::read;
+using llamacpp_testing::run_qroar;
+using llamacpp_testing::run_result;
+using llamacpp_testing::shared;
+using llamacpp_testing::work_dir;
 
 json qroar_json(std::vector<std::string> args, const fs::path& dir) {
   args.push_back("--json");
@@ -568,10 +529,6 @@ TEST_CASE("apply --patch onto the other block types (stories260K q4_1, q5_0, q5_
 
 TEST_CASE("tokenizer: qroar's SPM tokenizer of a GGUF vocabulary gives llama.cpp's own llama_tokenize ids") {
   auto& lib = llamacpp::library::open(g_lib_dir);
-  auto read = [](const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  };
   std::vector<std::pair<std::string, std::string>> texts{
       {"moby-dick (first 300 kB)", read(shared("data/text/gutenberg/pg2701-moby-dick.txt")).substr(0, 300000)},
       {"alice", read(shared("data/text/gutenberg/pg11-alice-in-wonderland.txt"))},

@@ -2,12 +2,14 @@
 // with node by tests/tokenizer/hf_reference.sh into the build folder), plus error handling on small documents.
 #if defined(QROAR_HAS_HF_TOKENIZER) && QROAR_HAS_HF_TOKENIZER
 #include <qroar/io/gguf_bpe_tokenizer.hpp>
+#include <qroar/io/hf_gguf_vocabulary.hpp>
 #include <qroar/io/hf_tokenizer.hpp>
 #include <qroar/io/load_tokenizer.hpp>
 
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <unistd.h>
 
 #include "tokenizer_test_support.hpp"
 
@@ -213,6 +215,86 @@ TEST_CASE("hf_tokenizer: merges in both forms, special tokens, post-processor su
   CHECK(tok.eos_id() == 5);
   CHECK(tok.decode_all({3, 4, 0, 1}) == "ab abab");
   CHECK_THROWS_AS(tok.decode(-1, 6), qroar::invalid_argument);
+}
+
+TEST_CASE("gguf_spm_vocabulary_from_hf: a SentencePiece-style tokenizer.json as a llama (SPM) vocabulary") {
+  using nlohmann::json;
+  const std::string m = "\xE2\x96\x81";  // U+2581
+  json j = {{"model",
+             {{"type", "BPE"},
+              {"byte_fallback", true},
+              {"unk_token", "<unk>"},
+              {"vocab", {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}, {"<0x0A>", 3}, {m, 4}, {"a", 5}, {"b", 6}, {"ab", 7},
+                         {m + "ab", 8}}},
+              {"merges", json::array({"a b", m + " ab"})}}},
+            {"normalizer",
+             {{"type", "Sequence"},
+              {"normalizers", json::array({json{{"type", "Prepend"}, {"prepend", m}},
+                                           json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", m}}})}}},
+            {"pre_tokenizer", nullptr},
+            {"added_tokens", json::array({json{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                                          json{{"id", 1}, {"content", "<s>"}, {"special", true}},
+                                          json{{"id", 2}, {"content", "</s>"}, {"special", true}}})}};
+  const json config = {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"add_bos_token", true}};
+  const std::string tag = std::to_string(getpid());
+  const qroar_test::temp_file f("spm_" + tag + ".json", j.dump()), c("spm_config_" + tag + ".json", config.dump());
+  const auto v = qroar::gguf_spm_vocabulary_from_hf(f.path.string(), c.path.string(), "", 10);
+  REQUIRE(v.pieces.size() == 10);
+  CHECK(v.pieces[8] == m + "ab");
+  CHECK(v.pieces[9] == "[PAD9]");
+  // score = -(rank of the merge producing the piece); never produced: -(2 merges) - 1.
+  CHECK(v.scores[7] == 0.0f);
+  CHECK(v.scores[8] == -1.0f);
+  for (int i : {0, 1, 2, 3, 4, 5, 6, 9}) CHECK(v.scores[static_cast<std::size_t>(i)] == -3.0f);
+  CHECK(v.types == std::vector<std::int32_t>{2, 3, 3, 6, 1, 1, 1, 1, 1, 5});
+  CHECK(v.add_space_prefix);
+  CHECK(v.bos_id == 1);
+  CHECK(v.eos_id == 2);
+  CHECK(v.unk_id == 0);
+  CHECK(v.add_bos == std::optional<bool>(true));
+  // The same ids from llama.cpp's SPM algorithm over the vocabulary and from the tokenizer.json itself.
+  const qroar::spm_tokenizer spm(v);
+  const qroar::hf_tokenizer hf(j, config, "spm.json");
+  for (const std::string text : {"ab ab", "abab a b", " ba\nab  ", "b"}) {
+    CAPTURE(text);
+    CHECK(spm.encode(text, false) == hf.encode(text, false));
+  }
+  CHECK(spm.encode("ab ab", false) == std::vector<int>{8, 8});
+  // The dispatcher picks the SPM form; a normalizer llama.cpp cannot reproduce is refused.
+  CHECK(std::holds_alternative<qroar::spm_vocabulary>(qroar::gguf_vocabulary_from_hf(f.path.string(), "", "", 10)));
+  j["normalizer"] = {{"type", "NFKC"}};
+  const qroar_test::temp_file g("spm_nfkc_" + tag + ".json", j.dump());
+  CHECK_THROWS_AS(qroar::gguf_spm_vocabulary_from_hf(g.path.string(), "", "", 10), qroar::unsupported);
+  CHECK_THROWS_AS(qroar::gguf_spm_vocabulary_from_hf(f.path.string(), "", "", 8), qroar::invalid_argument);
+}
+
+TEST_CASE("hf_tokenizer: a Unigram tokenizer.json is a typed 'unsupported' error, for tokenizing and for GGUF") {
+  // A Unigram model as transformers writes one (T5, ALBERT, XLNet): vocab as [piece, log-probability] pairs.
+  auto j = tiny_byte_level();
+  j["model"] = {{"type", "Unigram"},
+                {"unk_id", 0},
+                {"byte_fallback", false},
+                {"vocab", nlohmann::json::array({nlohmann::json::array({"<unk>", 0.0}), nlohmann::json::array({"a", -1.5}),
+                                                 nlohmann::json::array({"b", -2.0})})}};
+  auto names_unigram = [](const qroar::unsupported& e) {
+    return std::string(e.what()).find("Unigram") != std::string::npos;
+  };
+  try {
+    (void)qroar::hf_tokenizer(j, nlohmann::json::object(), "unigram.json");
+    FAIL("no error");
+  } catch (const qroar::unsupported& e) {
+    CHECK(names_unigram(e));
+  }
+  const qroar_test::temp_file f("unigram_" + std::to_string(getpid()) + ".json", j.dump());
+  try {
+    (void)qroar::gguf_vocabulary_from_hf(f.path.string(), "", "", 3);
+    FAIL("no error");
+  } catch (const qroar::unsupported& e) {
+    CHECK(std::string(e.what()).find("unsupported tokenizer model Unigram") != std::string::npos);
+    CHECK(std::string(e.what()).find(f.path.string()) != std::string::npos);
+  }
+  CHECK_THROWS_AS(qroar::gguf_spm_vocabulary_from_hf(f.path.string(), "", "", 3), qroar::unsupported);
+  CHECK_THROWS_AS(qroar::gguf_bpe_vocabulary_from_hf(f.path.string(), "", "", 3), qroar::unsupported);
 }
 
 TEST_CASE("hf_tokenizer: malformed documents are format errors naming the file and offset") {

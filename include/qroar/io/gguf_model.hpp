@@ -750,6 +750,8 @@ inline void write_gguf_model(const llama_model& model, const std::string& path, 
     if (v.eos_id >= 0) w.set("tokenizer.ggml.eos_token_id", u32(v.eos_id));
     if (v.unk_id >= 0) w.set("tokenizer.ggml.unknown_token_id", u32(v.unk_id));
     w.set("tokenizer.ggml.add_space_prefix", gguf_value::boolean(v.add_space_prefix));
+    if (v.add_bos) w.set("tokenizer.ggml.add_bos_token", gguf_value::boolean(*v.add_bos));
+    if (v.add_eos) w.set("tokenizer.ggml.add_eos_token", gguf_value::boolean(*v.add_eos));
   } else if (options.bpe_vocabulary) {
     const gguf_bpe_vocabulary& v = *options.bpe_vocabulary;
     if (v.tokens.size() != static_cast<std::size_t>(c.vocab_size) || v.types.size() != v.tokens.size())

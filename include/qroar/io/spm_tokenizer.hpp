@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <queue>
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,10 @@ struct spm_vocabulary {
   // runs of spaces (U+0020 only) into one before the prefix is added. llama.cpp's SPM path never does this
   // (default false); set it to reproduce libsentencepiece on models trained with the default spec.
   bool remove_extra_whitespaces = false;
+  // tokenizer.ggml.add_{bos,eos}_token, written by write_gguf_model when set (llama.cpp's SPM defaults: BOS yes,
+  // EOS no). The tokenizer itself adds what encode's caller asks for.
+  std::optional<bool> add_bos;
+  std::optional<bool> add_eos;
 };
 
 // llama.cpp's SPM tokenizer (llm_tokenizer_spm_session in src/llama-vocab.cpp):
@@ -57,8 +62,10 @@ struct spm_vocabulary {
 //   5. each final symbol is its piece id, or, when it is not a piece, one byte token per byte: "<0xAB>",
 //      else the raw one-byte piece, else unk_id.
 // Pieces are looked up by exact text, the last of duplicate pieces winning (llama.cpp's token_to_id), and any
-// token type can be a merge result, as in llama.cpp. Not done: user-defined and control tokens spelled inside
-// the text are not split out first (llama.cpp's tokenizer_st_partition; the models here define none).
+// token type can be a merge result, as in llama.cpp. User-defined tokens (type 4) spelled in the text are split
+// out first, longest first, as llama.cpp's tokenizer_st_partition does without parse_special (and as
+// libsentencepiece matches user-defined pieces); a piece of text after one gets the space prefix again
+// (llama.cpp's is_prev_special). Control tokens spelled in the text stay text (llama.cpp's parse_special = false).
 class spm_tokenizer final : public tokenizer {
  public:
   // Throws invalid_argument when the arrays differ in length, the vocabulary is empty, a type is outside 0..6,
@@ -93,6 +100,12 @@ class spm_tokenizer final : public tokenizer {
     lookup_.reserve(2 * n);
     for (std::size_t i = 0; i < n; ++i)
       if (!v_.pieces[i].empty()) lookup_[v_.pieces[i]] = static_cast<int>(i);
+    for (std::size_t i = 0; i < n; ++i)
+      if (v_.types[i] == static_cast<std::int32_t>(spm_token_type::user_defined) && !v_.pieces[i].empty())
+        user_defined_.push_back(static_cast<int>(i));
+    std::stable_sort(user_defined_.begin(), user_defined_.end(), [this](int a, int b) {
+      return v_.pieces[static_cast<std::size_t>(a)].size() > v_.pieces[static_cast<std::size_t>(b)].size();
+    });
     static const char hex[] = "0123456789ABCDEF";
     for (int b = 0; b < 256; ++b) {
       const std::string name{'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
@@ -112,8 +125,47 @@ class spm_tokenizer final : public tokenizer {
     }
     std::string s = v_.remove_extra_whitespaces ? squeeze_spaces(text) : text;
     if (s.empty()) return out;
-    if (v_.add_space_prefix) s.insert(s.begin(), ' ');
-    tokenize(escape_spaces(s), out);
+    if (user_defined_.empty()) {
+      if (v_.add_space_prefix) s.insert(s.begin(), ' ');
+      tokenize(escape_spaces(s), out);
+      return out;
+    }
+    // Split out the user-defined tokens, longest first (fragment id -1: text).
+    struct fragment {
+      int id;
+      std::size_t offset, size;
+    };
+    std::vector<fragment> fragments{{-1, 0, s.size()}}, next;
+    for (const int id : user_defined_) {
+      const std::string& t = v_.pieces[static_cast<std::size_t>(id)];
+      next.clear();
+      for (const fragment& f : fragments) {
+        if (f.id >= 0) {
+          next.push_back(f);
+          continue;
+        }
+        std::size_t pos = f.offset;
+        const std::size_t end = f.offset + f.size;
+        for (std::size_t at = s.find(t, pos); at != std::string::npos && at + t.size() <= end; at = s.find(t, pos)) {
+          if (at > pos) next.push_back({-1, pos, at - pos});
+          next.push_back({id, at, t.size()});
+          pos = at + t.size();
+        }
+        if (pos < end) next.push_back({-1, pos, end - pos});
+      }
+      fragments.swap(next);
+    }
+    bool after_token = true;  // the text's start counts as one (llama.cpp's is_prev_special)
+    for (const fragment& f : fragments) {
+      if (f.id >= 0) {
+        out.push_back(f.id);
+        after_token = true;
+        continue;
+      }
+      std::string piece = (v_.add_space_prefix && after_token ? std::string(" ") : std::string()) + s.substr(f.offset, f.size);
+      tokenize(escape_spaces(piece), out);
+      after_token = false;
+    }
     return out;
   }
 
@@ -260,6 +312,7 @@ class spm_tokenizer final : public tokenizer {
 
   spm_vocabulary v_;
   std::unordered_map<std::string, int> lookup_;
+  std::vector<int> user_defined_;  // ids of the user-defined tokens, longest piece first
   int byte_ids_[256] = {};
 };
 
